@@ -1,0 +1,13 @@
+"""vitlib: the Vision Transformer that the vit-book notebooks build, kept importable.
+
+Modules (each one idea):
+    data       coloured MNIST digits on textured backgrounds
+    textures   procedural and folder texture banks
+    imdb       the original project's on-disk dataset format
+    model      the ViT itself (nanoGPT-style, one file)
+    train      training loop and `python -m vitlib.train`
+    inference  evaluation and figures, `python -m vitlib.inference`
+    interpret  attention rollout and the ViT paper's Fig. 7 analyses
+    viz        plotting helpers
+"""
+__version__ = "0.1.0"
