@@ -28,8 +28,19 @@ $(STAMP): requirements.txt pyproject.toml
 test: $(STAMP)
 	VITLIB_QUICK=1 $(BIN)/python -m pytest --nbval-lax tests notebooks
 
+# The book: the repository root is the book's source (so the chapters are notebooks/*.ipynb),
+# book/_config.yml and book/_toc.yml configure it, and it lands in book/_build/html.
+# prebuild.py vendors MathJax and the widget manager from npm (once) and drops cached notebook
+# outputs when vitlib/ or configs/ changed; --all re-reads every page (notebooks come from the
+# execution cache) so that -W sees every warning on every build.
 book: $(STAMP)
-	@echo "make book: the Jupyter Book lands with its own issue; nothing to build yet." && exit 1
+	$(BIN)/python book/prebuild.py
+	VITLIB_QUICK=1 $(BIN)/jupyter-book build . --config book/_config.yml --toc book/_toc.yml \
+		--path-output book --all -W -n --keep-going
+
+# Open every page of the built book in headless chromium and check it (book/check_book.py).
+book-test: book
+	$(BIN)/python book/check_book.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_data.py
