@@ -1,0 +1,435 @@
+"""The Vision Transformer (Dosovitskiy et al. 2020, "An Image is Worth 16x16 Words") in one file.
+
+Read top to bottom: ViTConfig -> patchify/PatchEmbedding -> Attention -> MLP -> Block -> ViT,
+then the helpers the notebooks use (porting torchvision weights, resizing the position
+embedding, parameter and FLOP counts). Shapes in comments use
+    B batch, C channels, H/W image size, P patch size, N tokens (patches + 1 CLS),
+    D emb_dim, h heads, d head_dim, K = P*P*C values in one flattened patch.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Mapping
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+Size = int | tuple[int, int]
+
+
+def _pair(v: Size) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+@dataclass
+class ViTConfig:
+    image_size: Size = 32          # input height/width; an int means square
+    patch_size: Size = 4           # patch height/width; must divide image_size
+    in_channels: int = 3           # RGB
+    num_classes: int = 10          # digits 0-9 (the 'number' head)
+    emb_dim: int = 128             # D, width of the residual stream
+    n_layers: int = 6              # transformer blocks
+    n_heads: int = 4               # attention heads
+    head_dim: int | None = None    # d; None -> emb_dim // n_heads. The original used 8 x 64 on D=128
+    mlp_dim: int = 256             # hidden width of each block's MLP
+    patch_dropout: float = 0.0     # dropout on tokens after adding the position embedding
+    attn_dropout: float = 0.0      # dropout on attention weights (the original read but ignored it)
+    mlp_dropout: float = 0.0       # dropout in the MLP and on each residual branch's output
+    qkv_bias: bool = True          # the original's qkv Linear had bias=False
+    pool: str = "cls"              # 'cls' token or 'mean' of patch tokens feeds the heads
+    patch_norm: bool = True        # LayerNorm -> Linear -> LayerNorm patch embedding (the original's)
+    num_textures: int = 0          # >0 adds a background-texture classification head
+    predict_color: bool = False    # adds a 3-output digit-colour regression head
+    norm_eps: float = 1e-6         # LayerNorm eps (torchvision/timm value; the original used 1e-5)
+    fused_attn: bool = True        # F.scaled_dot_product_attention; False -> readable manual path
+
+    def __post_init__(self) -> None:
+        # YAML and JSON give lists; keep (h, w) sizes as tuples so configs compare equal.
+        for name in ("image_size", "patch_size"):
+            v = getattr(self, name)
+            if not isinstance(v, int):
+                if len(v) != 2:
+                    raise ValueError(f"{name} must be an int or (height, width), got {v!r}")
+                setattr(self, name, (int(v[0]), int(v[1])))
+        (H, W), (ph, pw) = _pair(self.image_size), _pair(self.patch_size)
+        for name in ("in_channels", "num_classes", "emb_dim", "n_layers", "n_heads", "mlp_dim"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if min(H, W, ph, pw) < 1 or H % ph or W % pw:
+            raise ValueError(
+                f"image_size {H}x{W} is not divisible by patch_size {ph}x{pw} "
+                f"(remainders {H % max(ph, 1)}, {W % max(pw, 1)}): pick a patch size that divides the "
+                f"image (e.g. 4 or 8 for 32 px, 16 for 224 px) or resize the images")
+        if self.head_dim is None and self.emb_dim % self.n_heads:
+            raise ValueError(
+                f"emb_dim {self.emb_dim} is not divisible by n_heads {self.n_heads}: choose n_heads "
+                f"dividing emb_dim, or set head_dim explicitly (the original used head_dim=64)")
+        if self.head_dim is not None and self.head_dim < 1:
+            raise ValueError(f"head_dim must be a positive integer or None, got {self.head_dim}")
+        if self.pool not in ("cls", "mean"):
+            raise ValueError(f"unknown pool {self.pool!r}: use 'cls' or 'mean'")
+        for name in ("patch_dropout", "attn_dropout", "mlp_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.num_textures < 0:
+            raise ValueError(f"num_textures must be >= 0 (0 turns the head off), got {self.num_textures}")
+
+    # derived sizes ------------------------------------------------------------------------
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        (H, W), (ph, pw) = _pair(self.image_size), _pair(self.patch_size)
+        return H // ph, W // pw
+
+    @property
+    def num_patches(self) -> int:
+        gh, gw = self.grid_size
+        return gh * gw
+
+    @property
+    def attn_head_dim(self) -> int:
+        return self.head_dim if self.head_dim is not None else self.emb_dim // self.n_heads
+
+    # presets ------------------------------------------------------------------------------
+    @classmethod
+    def seed(cls) -> "ViTConfig":
+        """Exactly the original implementation's model: 2,099,338 parameters."""
+        return cls(image_size=224, patch_size=16, emb_dim=128, n_layers=6, n_heads=8, head_dim=64,
+                   mlp_dim=256, qkv_bias=False, patch_norm=True, pool="cls", norm_eps=1e-5)
+
+    @classmethod
+    def default(cls) -> "ViTConfig":
+        """The CPU default: 32 px, 64 patches of 4x4; chosen by benchmarks/bench_train.py."""
+        return cls(image_size=32, patch_size=4, emb_dim=128, n_layers=6, n_heads=4,
+                   mlp_dim=256, qkv_bias=True, patch_norm=True)
+
+    @classmethod
+    def tiny(cls) -> "ViTConfig":
+        """A seconds-to-train model for tests and quick mode."""
+        return cls(image_size=16, patch_size=4, emb_dim=32, n_layers=2, n_heads=2, mlp_dim=64)
+
+    # (de)serialisation ----------------------------------------------------------------------
+    # The original's YAML `model_params` names, mapped onto our fields.
+    ORIGINAL_KEYS = {"n_heads": "n_heads", "head_dim": "head_dim", "emb_dim": "emb_dim",
+                     "ff_dim": "mlp_dim", "n_layers": "n_layers", "im_channels": "in_channels",
+                     "num_classes": "num_classes", "patch_emb_drop": "patch_dropout",
+                     "attn_drop": "attn_dropout", "ff_drop": "mlp_dropout"}
+    SIZE_KEYS = ("image_height", "image_width", "patch_height", "patch_width")
+    IGNORED_KEYS = ("bg_classes",)  # in the original YAML, unused by its model (no texture head)
+
+    @classmethod
+    def from_model_params(cls, params: Mapping[str, Any]) -> "ViTConfig":
+        """Build from the original's `model_params` YAML section (our field names work too).
+
+        Keys left out behave as the original's code did (no qkv bias, patch LayerNorms, CLS
+        pooling, LayerNorm eps 1e-5, ff_dim = 4 * emb_dim), so an original YAML gives the
+        original model. Unlike the original, `attn_drop` is used. `bg_classes` is accepted and
+        ignored, as the original model did; use `num_textures` to add a texture head.
+        """
+        ours = {f.name for f in fields(cls)}
+        known = ours | set(cls.ORIGINAL_KEYS) | set(cls.SIZE_KEYS) | set(cls.IGNORED_KEYS)
+        unknown = sorted(k for k in params if k not in known)
+        if unknown:
+            raise ValueError(f"unknown model_params key(s) {unknown}; valid keys are {sorted(known)}")
+        twice = sorted(k for k, f in cls.ORIGINAL_KEYS.items() if k != f and k in params and f in params)
+        if twice:
+            raise ValueError(f"model_params gives both {twice} and their vitlib names "
+                             f"{[cls.ORIGINAL_KEYS[k] for k in twice]}: keep one of each")
+        kw: dict[str, Any] = {"qkv_bias": False, "patch_norm": True, "pool": "cls", "norm_eps": 1e-5}
+        for k, v in params.items():
+            if k in cls.ORIGINAL_KEYS:
+                kw[cls.ORIGINAL_KEYS[k]] = v
+            elif k not in cls.SIZE_KEYS and k not in cls.IGNORED_KEYS:
+                kw[k] = v
+        for field, (hk, wk) in (("image_size", ("image_height", "image_width")),
+                                ("patch_size", ("patch_height", "patch_width"))):
+            if hk in params or wk in params:
+                if field in params:
+                    raise ValueError(f"give either {field} or {hk}/{wk}, not both")
+                h, w = params.get(hk, params.get(wk)), params.get(wk, params.get(hk))
+                kw[field] = int(h) if h == w else (int(h), int(w))
+        kw.setdefault("mlp_dim", 4 * int(kw.get("emb_dim", cls.emb_dim)))
+        return cls(**kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ViTConfig":
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown ViTConfig field(s) {unknown}; valid: {[f.name for f in fields(cls)]}")
+        return cls(**d)
+
+
+# --------------------------------------------------------------------------------------------
+def patchify(x: torch.Tensor, patch_size: Size) -> torch.Tensor:
+    """(B, C, H, W) -> (B, N, P*P*C): row-major patches, each flattened as (ph, pw, c).
+
+    Two free views (reshape, permute) and one unavoidable copy in the final reshape. The
+    (ph, pw, c) order is the original's `rearrange(x, 'b c (nh ph) (nw pw) -> b (nh nw) (ph pw c)')`;
+    a Conv2d weight (D, C, ph, pw) becomes the equivalent Linear weight with
+    `w.permute(0, 2, 3, 1).reshape(D, -1)`.
+    """
+    B, C, H, W = x.shape
+    ph, pw = _pair(patch_size)
+    gh, gw = H // ph, W // pw
+    x = x.reshape(B, C, gh, ph, gw, pw)             # (B, C, gh, ph, gw, pw)   view
+    x = x.permute(0, 2, 4, 3, 5, 1)                 # (B, gh, gw, ph, pw, C)   view
+    return x.reshape(B, gh * gw, ph * pw * C)       # (B, N, K)                one copy
+
+
+def conv_weight_to_linear(w: torch.Tensor) -> torch.Tensor:
+    """Conv2d patch weight (D, C, ph, pw) -> Linear weight (D, ph*pw*C) in patchify's order."""
+    return w.permute(0, 2, 3, 1).reshape(w.shape[0], -1)
+
+
+class PatchEmbedding(nn.Module):
+    """Cut the image into patches and project each one to D numbers (a 'visual word')."""
+
+    def __init__(self, cfg: ViTConfig):
+        super().__init__()
+        self.patch_size = _pair(cfg.patch_size)
+        K = self.patch_size[0] * self.patch_size[1] * cfg.in_channels
+        # The original's pre/post LayerNorms speed up convergence; plain ViT is Linear only.
+        self.norm_in = nn.LayerNorm(K, eps=cfg.norm_eps) if cfg.patch_norm else nn.Identity()
+        self.proj = nn.Linear(K, cfg.emb_dim)
+        self.norm_out = nn.LayerNorm(cfg.emb_dim, eps=cfg.norm_eps) if cfg.patch_norm else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = patchify(x, self.patch_size)            # (B, N-1, K)
+        return self.norm_out(self.proj(self.norm_in(x)))  # (B, N-1, D)
+
+
+def _slow_fused_backward(q: torch.Tensor) -> bool:
+    # PyTorch's CPU flash-attention backward in bf16/fp16 is 3-5x slower than the two batched
+    # matmuls of the manual path (benchmarks/RESULTS.md), so bf16 *training* on CPU takes the
+    # manual path; CPU inference and fp32 training keep the fused kernel, which is faster there.
+    return q.device.type == "cpu" and q.dtype != torch.float32 and q.requires_grad
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention: every token looks at every token, h times in parallel."""
+
+    def __init__(self, cfg: ViTConfig):
+        super().__init__()
+        self.n_heads, self.head_dim = cfg.n_heads, cfg.attn_head_dim
+        inner = self.n_heads * self.head_dim        # 512 in the original (8 x 64), not D
+        self.qkv = nn.Linear(cfg.emb_dim, 3 * inner, bias=cfg.qkv_bias)  # q, k, v in one matmul
+        self.proj = nn.Linear(inner, cfg.emb_dim)
+        self.attn_drop = nn.Dropout(cfg.attn_dropout)
+        self.proj_drop = nn.Dropout(cfg.mlp_dropout)
+        self.fused = cfg.fused_attn
+
+    def forward(self, x: torch.Tensor, return_weights: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        B, N, _ = x.shape
+        h, d = self.n_heads, self.head_dim
+        qkv = self.qkv(x).reshape(B, N, 3, h, d)    # (B, N, 3, h, d); same split as the original
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, h, N, d), views
+        if self.fused and not return_weights and not _slow_fused_backward(q):
+            # One kernel (flash attention on CPU and GPU): never materialises (B, h, N, N).
+            p = self.attn_drop.p if self.training else 0.0
+            out, weights = F.scaled_dot_product_attention(q, k, v, dropout_p=p), None
+        else:
+            # The readable path: softmax(Q K^T / sqrt(d)) V. Scaling q (N x d) rather than the
+            # scores (N x N) is the same maths on 3x fewer numbers at N=197, d=64.
+            scores = (q * d ** -0.5) @ k.transpose(-2, -1)  # (B, h, N, N)
+            weights = scores.softmax(dim=-1)        # each row sums to 1
+            out = self.attn_drop(weights) @ v       # (B, h, N, d)
+        out = out.transpose(1, 2).reshape(B, N, h * d)  # (B, N, h*d), heads side by side
+        return self.proj_drop(self.proj(out)), weights  # (B, N, D)
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward: the same two-layer network applied to every token."""
+
+    def __init__(self, cfg: ViTConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(cfg.emb_dim, cfg.mlp_dim)
+        self.act = nn.GELU()                        # exact (erf) GELU, as the original and torchvision
+        self.fc2 = nn.Linear(cfg.mlp_dim, cfg.emb_dim)
+        self.drop = nn.Dropout(cfg.mlp_dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))  # (B, N, D)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + Attn(LN(x)), then x + MLP(LN(x))."""
+
+    def __init__(self, cfg: ViTConfig):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(cfg.emb_dim, eps=cfg.norm_eps)
+        self.attn = Attention(cfg)
+        self.norm2 = nn.LayerNorm(cfg.emb_dim, eps=cfg.norm_eps)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: torch.Tensor, return_weights: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        a, weights = self.attn(self.norm1(x), return_weights)
+        x = x + a                                   # (B, N, D) residual stream
+        x = x + self.mlp(self.norm2(x))
+        return x, weights
+
+
+class ViT(nn.Module):
+    """Patches + CLS token + position embedding -> n_layers Blocks -> LayerNorm -> heads."""
+
+    def __init__(self, config: ViTConfig):
+        super().__init__()
+        self.config = cfg = config
+        D = cfg.emb_dim
+        self.patch_embed = PatchEmbedding(cfg)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, D))                    # (1, 1, D)
+        self.pos_embed = nn.Parameter(torch.zeros(1, cfg.num_patches + 1, D))  # (1, N, D)
+        self.pos_drop = nn.Dropout(cfg.patch_dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.norm = nn.LayerNorm(D, eps=cfg.norm_eps)
+        self.head = nn.Linear(D, cfg.num_classes)
+        self.texture_head = nn.Linear(D, cfg.num_textures) if cfg.num_textures else None
+        self.color_head = nn.Linear(D, 3) if cfg.predict_color else None
+        self.apply(self._init_weights)
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        # timm's ViT init: small truncated-normal weights, zero biases, identity LayerNorms.
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        # Fail here with the numbers, not deep inside a reshape.
+        cfg = self.config
+        if not isinstance(x, torch.Tensor) or x.dim() != 4:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            hint = " (one image? use x.unsqueeze(0))" if isinstance(x, torch.Tensor) and x.dim() == 3 else ""
+            raise ValueError(f"ViT expects images of shape (B, C, H, W), got {shape}{hint}")
+        if x.shape[1] != cfg.in_channels:
+            raise ValueError(f"ViT expects {cfg.in_channels} channels, got {x.shape[1]} "
+                             f"(input shape {tuple(x.shape)})")
+        if tuple(x.shape[2:]) != _pair(cfg.image_size):
+            H, W = _pair(cfg.image_size)
+            raise ValueError(f"ViT was built for {H}x{W} images, got {x.shape[2]}x{x.shape[3]}: resize "
+                             f"the input, or call interpolate_pos_embed(model, new_size) first")
+
+    def forward(self, x: torch.Tensor, return_attention: bool = False) -> Any:
+        """Logits (B, num_classes); a dict {'number', 'texture', 'color'} when extra heads are
+        on; with return_attention=True, (that output, [n_layers x (B, heads, N, N)])."""
+        self._check_input(x)
+        B = x.shape[0]
+        x = self.patch_embed(x)                                   # (B, N-1, D)
+        x = torch.cat([self.cls_token.expand(B, -1, -1), x], 1)   # (B, N, D), CLS first
+        x = self.pos_drop(x + self.pos_embed)
+        attentions = []
+        for block in self.blocks:
+            x, w = block(x, return_attention)
+            attentions.append(w)
+        if self.config.pool == "cls":
+            z = self.norm(x[:, 0])          # (B, D); LayerNorm is per token, so norming only CLS suffices
+        else:
+            z = self.norm(x[:, 1:]).mean(1)  # (B, D), average of the patch tokens
+        logits = self.head(z)
+        if self.texture_head is None and self.color_head is None:
+            out: Any = logits
+        else:
+            out = {"number": logits}
+            if self.texture_head is not None:
+                out["texture"] = self.texture_head(z)
+            if self.color_head is not None:
+                out["color"] = self.color_head(z)
+        return (out, attentions) if return_attention else out
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    def param_breakdown(self) -> dict[str, int]:
+        """Parameters per part, in forward order; the values sum to num_parameters()."""
+        n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+        out = {"patch_embed": n(self.patch_embed),
+               "cls_token+pos_embed": self.cls_token.numel() + self.pos_embed.numel()}
+        for i, b in enumerate(self.blocks):
+            out[f"block{i}.attn"] = n(b.attn)
+            out[f"block{i}.mlp"] = n(b.mlp)
+            out[f"block{i}.norms"] = n(b.norm1) + n(b.norm2)
+        out["final_norm"] = n(self.norm)
+        out["heads"] = sum(n(h) for h in (self.head, self.texture_head, self.color_head) if h is not None)
+        return out
+
+    @classmethod
+    def from_torchvision(cls, tv: nn.Module) -> "ViT":
+        """A vitlib ViT with the weights of a torchvision.models.VisionTransformer (same logits)."""
+        if not (hasattr(tv, "conv_proj") and hasattr(tv, "encoder") and hasattr(tv, "heads")):
+            raise ValueError(f"expected a torchvision.models.VisionTransformer, got {type(tv).__name__}")
+        if not isinstance(tv.conv_proj, nn.Conv2d) or list(dict(tv.heads.named_children())) != ["head"]:
+            raise ValueError("only torchvision ViTs with the plain conv patch stem and a single "
+                             "Linear head (no conv_stem_configs, no representation_size) can be ported")
+        layers = list(tv.encoder.layers)
+        cfg = ViTConfig(image_size=tv.image_size, patch_size=tv.patch_size,
+                        in_channels=tv.conv_proj.in_channels, num_classes=tv.heads.head.out_features,
+                        emb_dim=tv.hidden_dim, n_layers=len(layers), n_heads=layers[0].num_heads,
+                        mlp_dim=tv.mlp_dim, qkv_bias=True, patch_norm=False, pool="cls",
+                        norm_eps=tv.encoder.ln.eps, patch_dropout=tv.dropout,
+                        attn_dropout=tv.attention_dropout, mlp_dropout=tv.dropout)
+        model = cls(cfg)
+        sd = {"patch_embed.proj.weight": conv_weight_to_linear(tv.conv_proj.weight),
+              "patch_embed.proj.bias": tv.conv_proj.bias,
+              "cls_token": tv.class_token, "pos_embed": tv.encoder.pos_embedding,
+              "norm.weight": tv.encoder.ln.weight, "norm.bias": tv.encoder.ln.bias,
+              "head.weight": tv.heads.head.weight, "head.bias": tv.heads.head.bias}
+        for i, layer in enumerate(layers):
+            sa, p = layer.self_attention, f"blocks.{i}."
+            sd.update({p + "norm1.weight": layer.ln_1.weight, p + "norm1.bias": layer.ln_1.bias,
+                       p + "attn.qkv.weight": sa.in_proj_weight, p + "attn.qkv.bias": sa.in_proj_bias,
+                       p + "attn.proj.weight": sa.out_proj.weight, p + "attn.proj.bias": sa.out_proj.bias,
+                       p + "norm2.weight": layer.ln_2.weight, p + "norm2.bias": layer.ln_2.bias,
+                       p + "mlp.fc1.weight": layer.mlp[0].weight, p + "mlp.fc1.bias": layer.mlp[0].bias,
+                       p + "mlp.fc2.weight": layer.mlp[3].weight, p + "mlp.fc2.bias": layer.mlp[3].bias})
+        model.load_state_dict({k: v.detach().clone() for k, v in sd.items()}, strict=True)
+        return model.to(tv.conv_proj.weight.device)
+
+
+def interpolate_pos_embed(model: ViT, new_image_size: Size) -> ViT:
+    """Resize the learned position grid (bicubic; the CLS entry is kept) for a new image size.
+
+    Fine-tuning at a higher resolution, as in the paper's section 3.2. Call this before
+    building the optimizer: pos_embed becomes a new Parameter.
+    """
+    cfg = model.config
+    new_cfg = replace(cfg, image_size=new_image_size)  # validates divisibility
+    (gh, gw), (nh, nw), D = cfg.grid_size, new_cfg.grid_size, cfg.emb_dim
+    pos = model.pos_embed.detach()
+    cls_pos, grid = pos[:, :1], pos[:, 1:].reshape(1, gh, gw, D).permute(0, 3, 1, 2)  # (1, D, gh, gw)
+    grid = F.interpolate(grid.float(), size=(nh, nw), mode="bicubic", align_corners=False)
+    grid = grid.to(pos.dtype).permute(0, 2, 3, 1).reshape(1, nh * nw, D)
+    model.pos_embed = nn.Parameter(torch.cat([cls_pos, grid], 1))  # (1, 1 + nh*nw, D)
+    model.config = new_cfg
+    return model
+
+
+def flops_breakdown(cfg: ViTConfig) -> dict[str, int]:
+    """Forward matmul FLOPs (2 x multiply-adds) for one image, per part; excludes norms/softmax."""
+    N, D, M = cfg.num_patches + 1, cfg.emb_dim, cfg.mlp_dim
+    A = cfg.n_heads * cfg.attn_head_dim
+    ph, pw = _pair(cfg.patch_size)
+    L = cfg.n_layers
+    heads = cfg.num_classes + cfg.num_textures + (3 if cfg.predict_color else 0)
+    return {"patch_embed": 2 * cfg.num_patches * ph * pw * cfg.in_channels * D,
+            "attn_qkv": L * 2 * N * D * 3 * A,
+            "attn_scores": L * 2 * N * N * A,          # Q K^T
+            "attn_values": L * 2 * N * N * A,          # weights @ V
+            "attn_proj": L * 2 * N * A * D,
+            "mlp": L * 2 * N * D * M * 2,
+            "heads": 2 * D * heads}
+
+
+def flops_per_image(cfg: ViTConfig) -> int:
+    """Forward FLOPs per image; a training step (forward + backward) costs about 3x this."""
+    return sum(flops_breakdown(cfg).values())
