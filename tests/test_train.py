@@ -1,0 +1,156 @@
+"""Configs, the learning-rate schedule, multi-task training, and bit-for-bit resume."""
+import csv
+import dataclasses
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from vitlib import config as C
+from vitlib.checkpoint import load_checkpoint
+from vitlib.model import ViTConfig
+from vitlib.train import make_optimizer, make_scheduler, resolve_bf16, train
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def micro(tmp_path, model=None, train_params=None, name="micro.yaml"):
+    raw = {"dataset_params": {"train_limit": 384, "val_limit": 128, "test_limit": 128},
+           "model_params": {"image_height": 16, "image_width": 16, "patch_height": 4, "patch_width": 4,
+                            "emb_dim": 32, "n_layers": 2, "n_heads": 2, "ff_dim": 64,
+                            "patch_emb_drop": 0.1, "attn_drop": 0.1, "ff_drop": 0.1, **(model or {})},
+           "train_params": {"task_name": "runs/micro", "batch_size": 64, "epochs": 2, "lr": 0.002,
+                            "bf16": False, "warmup_epochs": 0.5, "num_threads": 1, **(train_params or {})}}
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def arch(cfg: ViTConfig) -> dict:
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if "drop" not in k and k != "fused_attn"}
+
+
+def test_shipped_configs_load_and_match_the_presets():
+    quick, default, seed = (C.load_config(CONFIGS / f"{n}.yaml") for n in ("quick", "default", "seed"))
+    assert arch(default.model) == arch(ViTConfig.default())
+    assert arch(seed.model) == arch(ViTConfig.seed())
+    assert seed.train.optimizer == "adam" and seed.train.scheduler == "plateau"  # the original's recipe
+    assert quick.dataset.train_limit and quick.model.image_size <= 32
+    assert default.model.image_size == 32 and default.dataset.train_limit is None
+    for cfg in (quick, default, seed):
+        assert cfg.run_dir("/x") == Path("/x") / cfg.train.task_name
+
+
+@pytest.mark.parametrize("section,key", [("train_params", "learning_rate"), ("dataset_params", "subsett"),
+                                         ("model_params", "n_head"), ("inference_params", "n_images")])
+def test_unknown_keys_are_named(tmp_path, section, key):
+    path = tmp_path / "bad.yaml"
+    raw = yaml.safe_load((CONFIGS / "quick.yaml").read_text())
+    raw.setdefault(section, {})[key] = 1
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValueError, match=key):
+        C.load_config(path)
+
+
+def test_config_errors(tmp_path):
+    raw = yaml.safe_load((CONFIGS / "quick.yaml").read_text())
+    with pytest.raises(ValueError, match="unknown section.*training"):
+        C.parse_config({**raw, "training": {}})
+    with pytest.raises(ValueError, match="optimizer.*adamw, adam"):
+        C.parse_config(C.merge(raw, {"train_params": {"optimizer": "sgd"}}))
+    with pytest.raises(ValueError, match="bf16"):
+        C.parse_config(C.merge(raw, {"train_params": {"bf16": "maybe"}}))
+    with pytest.raises(FileNotFoundError, match="configs/"):
+        C.load_config(tmp_path / "missing.yaml")
+    (tmp_path / "broken.yaml").write_text("train_params: [\n")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        C.load_config(tmp_path / "broken.yaml")
+    cfg = C.load_config(CONFIGS / "quick.yaml", {"train_params": {"epochs": 7}})
+    assert cfg.train.epochs == 7 and cfg.raw["train_params"]["epochs"] == 7
+
+
+def test_original_yaml_parses():
+    # The original project's config/default.yaml, verbatim apart from root_dir.
+    raw = {"dataset_params": {},
+           "model_params": {"n_heads": 8, "head_dim": 64, "emb_dim": 128, "attn_drop": 0.1, "ff_dim": 256,
+                            "ff_drop": 0.1, "n_layers": 6, "bg_classes": 44, "num_classes": 10,
+                            "image_height": 224, "image_width": 224, "patch_height": 16, "patch_width": 16,
+                            "patch_emb_drop": 0.1, "im_channels": 3},
+           "train_params": {"task_name": "default", "batch_size": 64, "epochs": 100, "lr": 0.001,
+                            "seed": 1111, "ckpt_name": "vit_ckpt.pth"}}
+    cfg = C.parse_config(raw)
+    assert arch(cfg.model) == arch(ViTConfig.seed())
+    assert cfg.train.ckpt_name == "vit_ckpt.pth"
+
+
+def test_warmup_cosine_schedule():
+    tp = C.TrainParams(lr=1e-3, epochs=4, warmup_epochs=1, min_lr=1e-5)
+    model = torch.nn.Linear(2, 2)
+    opt = make_optimizer(model, tp, torch.device("cpu"))
+    sched = make_scheduler(opt, tp, steps_per_epoch=10)
+    lrs = []
+    for _ in range(40):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert math.isclose(lrs[0], 1e-4) and math.isclose(lrs[9], 1e-3)        # linear warm-up
+    assert all(a > b for a, b in zip(lrs[10:], lrs[11:]))                     # then strictly decaying
+    assert math.isclose(lrs[25], 1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi * 15 / 30)))
+    assert opt.param_groups[0]["weight_decay"] == tp.weight_decay and opt.param_groups[1]["weight_decay"] == 0
+    assert resolve_bf16("false", torch.device("cpu")) is False
+    assert isinstance(resolve_bf16("auto", torch.device("cpu")), bool)
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_resume_is_bit_for_bit(tmp_path):
+    cfg = micro(tmp_path)
+    full = train(cfg, out_dir=tmp_path / "a", progress=False)
+    half = train(cfg, out_dir=tmp_path / "b", progress=False, stop_after_epochs=1)
+    assert len(half["history"]) == 1
+    assert load_checkpoint(tmp_path / "b" / "runs" / "micro" / "last.pt")["epoch"] == 1
+    resumed = train(cfg, out_dir=tmp_path / "b", resume=True, progress=False)
+    a, b = full["model"].state_dict(), resumed["model"].state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    keys = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc"]
+    assert [[r[k] for k in keys] for r in full["history"]] == [[r[k] for k in keys] for r in resumed["history"]]
+    for run in ("a", "b"):
+        rows = read_csv(tmp_path / run / "runs" / "micro" / "metrics.csv")
+        assert [r["epoch"] for r in rows] == ["1", "2"]
+    # the optimiser and scheduler resumed too: the full checkpoints agree
+    ca = load_checkpoint(tmp_path / "a" / "runs" / "micro" / "last.pt")
+    cb = load_checkpoint(tmp_path / "b" / "runs" / "micro" / "last.pt")
+    assert ca["global_step"] == cb["global_step"] == 12
+    assert ca["scheduler"]["last_epoch"] == cb["scheduler"]["last_epoch"]
+    for sa, sb in zip(ca["optimizer"]["state"].values(), cb["optimizer"]["state"].values()):
+        assert torch.equal(sa["exp_avg"], sb["exp_avg"])
+
+
+def test_resume_refuses_another_model(tmp_path):
+    cfg = micro(tmp_path, train_params={"epochs": 1})
+    train(cfg, out_dir=tmp_path, progress=False)
+    other = micro(tmp_path, model={"emb_dim": 48}, name="other.yaml")
+    with pytest.raises(ValueError, match="emb_dim: checkpoint 32 vs config 48"):
+        train(other, out_dir=tmp_path, resume=True, progress=False)
+
+
+def test_multitask_heads_and_original_optimiser(tmp_path):
+    cfg = micro(tmp_path, model={"num_textures": 13, "predict_color": True},
+                train_params={"epochs": 1, "optimizer": "adam", "scheduler": "plateau",
+                              "color_loss": "l1", "label_smoothing": 0.1})
+    res = train(cfg, out_dir=tmp_path, progress=False)
+    row = read_csv(tmp_path / "runs" / "micro" / "metrics.csv")[0]
+    assert 0 <= float(row["val_texture_acc"]) <= 1 and 0 <= float(row["val_color_mae"]) < 1
+    assert float(row["images_per_s"]) > 0 and float(row["val_loss"]) > 0
+    out = res["model"](torch.zeros(2, 3, 16, 16))
+    assert out["texture"].shape == (2, 13) and out["color"].shape == (2, 3)
+    bad = micro(tmp_path, model={"num_textures": 5}, name="bad.yaml")
+    with pytest.raises(ValueError, match="num_textures: 13"):
+        train(bad, out_dir=tmp_path / "bad", progress=False)
