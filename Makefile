@@ -23,10 +23,12 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
-# Tests: unit tests, then the six notebooks executed by nbval in quick mode, then the book build
-# and its browser check. pytest exits non-zero when no test ran, so an empty run fails too.
+# Tests: the book build (which executes every notebook) and its browser check, then one pytest
+# run over the unit tests and the six notebooks (nbval, quick mode). pytest exits non-zero when
+# no test ran, so an empty run fails too.
 test: $(STAMP)
-	VITLIB_QUICK=1 $(BIN)/python -m pytest --nbval-lax tests notebooks
+	$(MAKE) --no-print-directory book-test
+	VITLIB_QUICK=1 $(BIN)/python -m pytest --nbval-lax --nbval-cell-timeout=600 tests notebooks
 
 # The book: the repository root is the book's source (so the chapters are notebooks/*.ipynb),
 # book/_config.yml and book/_toc.yml configure it, and it lands in book/_build/html.
