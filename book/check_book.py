@@ -238,9 +238,14 @@ async () => {
   // Without the manager script nothing will ever render them: do not wait in vain.
   const manager = document.querySelector('script[src*="embed-amd"]');
   for (let i = 0; manager && i < 150 && !views.every(rendered); i++) await sleep(100);
+  // A view's copies are the .widget-subarea elements directly in front of its own <script>
+  // (a cell may hold several widgets side by side, each with its own subarea).
+  const copiesOf = (s) => { let n = 0;
+    for (let e = s.previousElementSibling; e && e.classList.contains('widget-subarea'); e = e.previousElementSibling) n++;
+    return n; };
   const widgets = views.map(s => ({
     rendered: rendered(s),
-    copies: [...s.parentElement.children].filter(e => e.classList.contains('widget-subarea')).length,
+    copies: copiesOf(s),
   }));
   // Images: make lazy ones load now, then wait for every image to settle.
   const imgs = [...document.images];
