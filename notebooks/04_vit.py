@@ -355,7 +355,7 @@ plt.show()
 # and head (built in chapter 2), but *our* `PreNormBlock`s for the blocks, loaded with `vit`'s
 # weights. If our pieces are right, the result must equal `vit(x)`.
 #
-# **1. Tokens.** $8 \times 8 = 64$ patches of $4 \times 4 \times 3 = 48$ values, each projected to
+# **1. Tokens.** $4 \times 4 = 16$ patches of $8 \times 8 \times 3 = 192$ values, each projected to
 # $D = 128$:
 
 # %%
@@ -531,7 +531,7 @@ for name, model in [("default", vit), ("original seed", seed_vit)]:
 # The table and the figure for both models, side by side:
 
 # %%
-configs = {"default (32 px, P=4)": cfg, "original seed (224 px, P=16)": ViTConfig.seed()}
+configs = {"default (32 px, P=8)": cfg, "original seed (224 px, P=16)": ViTConfig.seed()}
 param_table = {label: params_by_formula(c) for label, c in configs.items()}
 flop_table = {label: flops_from_vitlib(c) for label, c in configs.items()}
 labels = list(configs)
@@ -581,7 +581,7 @@ plt.show()
 #   is twice the attention.
 # - **FLOPs are not parameters.** The $N \times N$ attention matrix has no parameters at all, yet
 #   it costs $4N^2A$ FLOPs per block. With $N = 197$ tokens it is over a third of the original
-#   model's compute; with $N = 65$ it is about a tenth of the default's.
+#   model's compute; with $N = 17$ it is about 3 % of the default's.
 
 # %% [markdown]
 # ### Try it: your own configuration
@@ -632,16 +632,16 @@ print(f"✓ ViTConfig.seed(): {seed_vit.num_parameters():,} parameters, {seed_cf
 
 # %% [markdown]
 # The digits in our data are 28 px MNIST scans, so 224 px images mostly repeat each pixel. The
-# book's default (`ViTConfig.default()`) works at 32 px with $4 \times 4$ patches: the same kind
-# of grid ($8 \times 8$ instead of $14 \times 14$ patches), the same width and depth, 4 heads of
-# 32 instead of 8 of 64, and an order of magnitude less compute, which is what makes training on
-# a laptop CPU practical.
+# book's default (`ViTConfig.default()`) works at 32 px with $8 \times 8$ patches: a coarser
+# grid ($4 \times 4$ instead of $14 \times 14$ patches), the same width and depth, 4 heads of
+# 32 instead of 8 of 64, and about 45 times less compute per image, which is what makes training
+# on a laptop CPU a matter of minutes.
 
 # %%
-models = {"original seed\n224 px, P = 16": seed_cfg, "book default\n32 px, P = 4": cfg}
+models = {"original seed\n224 px, P = 16": seed_cfg, "book default\n32 px, P = 8": cfg}
 stats = {label: dict(params=sum(params_by_formula(c).values()) / 1e6, tokens=c.num_patches + 1,
                      gflops=flops_per_image(c) / 1e9) for label, c in models.items()}
-ratio = stats["original seed\n224 px, P = 16"]["gflops"] / stats["book default\n32 px, P = 4"]["gflops"]
+ratio = stats["original seed\n224 px, P = 16"]["gflops"] / stats["book default\n32 px, P = 8"]["gflops"]
 for label, s in stats.items():
     print(f"{label.replace(chr(10), ', '):<36} {s['params']:.3f} M parameters, {s['tokens']:>3} tokens, "
           f"{s['gflops']:.3f} GFLOPs per image")
@@ -830,16 +830,16 @@ print(f"✓ three heads on one CLS token; {extra:,} extra parameters ({test32.nu
 # Everything in the ViT is independent of the number of tokens *except* the position embedding,
 # which has one learned vector per grid cell. To run a trained model on larger images (the paper
 # fine-tunes at a higher resolution, its section 3.2), `interpolate_pos_embed` treats the
-# position embeddings as a $D$-channel image of size $8 \times 8$ and resizes it bicubically to
+# position embeddings as a $D$-channel image of size $4 \times 4$ and resizes it bicubically to
 # the new grid, keeping the class token's entry. The patch size stays the same, so there are more
 # patches:
 
 # %%
-big = interpolate_pos_embed(copy.deepcopy(vit), 48)              # 48 px: a 12 x 12 grid
+big = interpolate_pos_embed(copy.deepcopy(vit), 48)              # 48 px: a 6 x 6 grid
 x48 = F.interpolate(x, size=48, mode="bilinear", align_corners=False)
 with torch.no_grad():
     out48 = big(x48)
-assert big.pos_embed.shape == (1, 12 * 12 + 1, D) and out48.shape == (B, 10)
+assert big.pos_embed.shape == (1, 6 * 6 + 1, D) and out48.shape == (B, 10)
 assert_close(big.pos_embed[:, 0], vit.pos_embed[:, 0])           # the CLS entry is kept as it is
 same = interpolate_pos_embed(copy.deepcopy(vit), 32)              # resizing to the same size
 assert_close(same.pos_embed, vit.pos_embed)                       # changes nothing
@@ -860,8 +860,8 @@ print(f"✓ pos_embed {tuple(vit.pos_embed.shape)} -> {tuple(big.pos_embed.shape
 # - Almost all parameters sit in the blocks' attention and MLP. FLOPs follow a different
 #   pattern: the $N \times N$ attention matrix has no parameters but costs $4N^2A$ FLOPs per block.
 # - The original project's model (`ViTConfig.seed()`) has 2,099,338 parameters, 197 tokens and
-#   about 1.3 GFLOPs per image; the book's 32 px default has 0.8 million parameters, 65 tokens
-#   and about 11 times fewer FLOPs.
+#   about 1.3 GFLOPs per image; the book's 32 px default has 0.8 million parameters, 17 tokens
+#   and about 45 times fewer FLOPs.
 # - torchvision's ViT and ours are the same function: its conv patch projection is our linear
 #   layer after a permute, its fused `in_proj` is our `qkv`; `ViT.from_torchvision` ports the
 #   weights with logits equal to float32 rounding.

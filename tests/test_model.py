@@ -10,7 +10,15 @@ from torch.utils.flop_counter import FlopCounterMode
 from vitlib.model import (MLP, Attention, Block, PatchEmbedding, ViT, ViTConfig, conv_weight_to_linear,
                           flops_breakdown, flops_per_image, interpolate_pos_embed, patchify)
 
-torch.set_num_threads(1)  # 2 shared cores; these models are tiny
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These models are tiny and the 2 cores are shared: 1 thread, restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 # The original implementation's config/default.yaml model_params (dropouts zeroed, bg_classes dropped).
 ORIGINAL_PARAMS = dict(n_heads=8, head_dim=64, emb_dim=128, ff_dim=256, n_layers=6, image_height=224,
@@ -72,6 +80,7 @@ def test_config_dict_round_trip_keeps_tuples():
     (dict(mlp_dropout=1.5), r"mlp_dropout must be in \[0, 1\)"),
     (dict(n_layers=0), r"n_layers must be a positive integer"),
     (dict(num_textures=-1), r"num_textures must be >= 0"),
+    (dict(pos_init_std=-0.1), r"pos_init_std must be >= 0"),
     (dict(patch_size=(4, 4, 4)), r"patch_size must be an int or \(height, width\)"),
 ])
 def test_bad_config_raises_readable_error(kwargs, message):
@@ -220,12 +229,17 @@ def test_mean_pooling_works_and_differs_from_cls():
 
 
 def test_init_is_timm_like():
-    model = ViT(ViTConfig.default())
+    torch.manual_seed(0)
+    model = ViT(ViTConfig.seed())
     w = model.blocks[0].mlp.fc1.weight
     assert abs(w.std().item() - 0.02) < 0.002 and w.abs().max() <= 2.0
     assert torch.all(model.blocks[0].mlp.fc1.bias == 0)
     assert torch.all(model.norm.weight == 1) and torch.all(model.norm.bias == 0)
     assert abs(model.pos_embed.std().item() - 0.02) < 0.003
+    assert abs(model.cls_token.std().item() - 0.02) < 0.01
+    # the CPU default starts positions at the scale of the (LayerNormed) patch tokens
+    assert ViTConfig.default().pos_init_std == 1.0 and ViT(ViTConfig.default()).pos_embed.std() > 0.5
+    assert torch.all(ViT(ViTConfig(pos_init_std=0.0)).pos_embed == 0)  # the original's zeros
 
 
 def test_interpolate_pos_embed_identity_and_new_size():

@@ -31,7 +31,7 @@ import torch
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 PRETRAINED_FORMAT = "vitlib-pretrained-1"
 # Fields that change how a model runs but not which weights it has: loading may ignore them.
-_RUNTIME_FIELDS = ("fused_attn",)
+_RUNTIME_FIELDS = ("fused_attn", "pos_init_std")  # change neither the weights nor their shapes
 
 
 class CheckpointError(ValueError):
