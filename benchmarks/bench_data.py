@@ -19,7 +19,7 @@ import time
 import torch
 from torch.utils.data import DataLoader
 
-from vitlib.data import BatchLoader, ColoredMNIST
+from vitlib.data import BatchLoader, ColoredMNIST, DigitAugment
 
 
 def rate(batches, seconds: float) -> tuple[float, float]:
@@ -53,9 +53,14 @@ def main() -> None:
         loader = BatchLoader(ds, args.batch_size, shuffle=True)
         rate(loader, 0.1)     # first pass precomputes the digit masks (at 32 px); time the steady state
         batched = rate(loader, args.seconds)
+        ds.augment = DigitAugment(shift=2 * size / 32, rotate=8, scale=0.08)   # configs/default.yaml's moves
+        moved = rate(BatchLoader(ds, args.batch_size, shuffle=True), args.seconds)
         print(f"{size:>3} px  setup {setup:4.1f} s | per-sample Dataset {per_sample[0]:7,.0f}/s wall "
               f"{per_sample[1]:7,.0f}/s CPU | batched {batched[0]:7,.0f}/s wall {batched[1]:7,.0f}/s CPU | "
+              f"batched + digit moves {moved[0]:7,.0f}/s wall {moved[1]:7,.0f}/s CPU | "
               f"batch {args.batch_size} | {ds.source}")
+        print(f"        one batched sample costs {1e6 / batched[1]:.0f} us of CPU ({1e6 / moved[1]:.0f} us with "
+              f"digit moves): compare with the training step's time per image in bench_train.py")
 
 
 if __name__ == "__main__":

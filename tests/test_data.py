@@ -12,7 +12,7 @@ import torch
 import torchvision
 
 from vitlib import data
-from vitlib.data import BatchLoader, ColoredMNIST, composite, load_mnist
+from vitlib.data import BatchLoader, ColoredMNIST, DigitAugment, composite, load_mnist
 
 
 @pytest.fixture(scope="module")
@@ -244,3 +244,42 @@ def test_bad_arguments():
         ColoredMNIST("test", textures="/nonexistent/textures")
     with pytest.raises(ValueError, match="image_size"):
         ColoredMNIST("test", image_size=0)
+
+
+def test_digit_augment_moves_only_train_digits():
+    aug = DigitAugment(shift=2, rotate=8, scale=0.08)
+    train = ColoredMNIST("train", image_size=32, augment=aug)
+    masks = train.masks(torch.arange(64))
+    moved = aug(masks, torch.Generator().manual_seed(0))
+    assert moved.shape == masks.shape and moved.dtype == torch.bool
+    changed = (moved != masks).flatten(1).any(1)
+    assert changed.float().mean() > 0.9, "nearly every digit moves"
+    # a move, not a new digit: the ink stays within ~25% of its area and near where it was
+    area, new_area = masks.flatten(1).sum(1).float(), moved.flatten(1).sum(1).float()
+    assert ((new_area / area - 1).abs() < 0.25).all()
+    assert torch.equal(moved, aug(masks, torch.Generator().manual_seed(0))), "seeded: reproducible"
+    assert torch.equal(DigitAugment()(masks), masks), "all zero: identity"
+    # geometry: a shift-only move carries a square's centre by -shift * U(-1, 1) pixels per axis
+    square = torch.zeros(16, 1, 32, 32, dtype=torch.bool)
+    square[:, :, 12:20, 10:18] = True
+    r = torch.rand(16, 4, generator=torch.Generator().manual_seed(1)).mul_(2).sub_(1)
+    out = DigitAugment(shift=3)(square, torch.Generator().manual_seed(1)).float()[:, 0]
+    ys, xs = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    centre = torch.stack([(out * xs).sum((1, 2)), (out * ys).sum((1, 2))], 1) / out.sum((1, 2))[:, None]
+    expected = torch.tensor([13.5, 15.5]) - 3 * r[:, 2:]
+    assert (centre - expected).abs().max() < 0.6, (centre - expected).abs().max()
+    # train batches use it, val and test never do
+    idx = torch.arange(32)
+    plain = ColoredMNIST("train", image_size=32).get_batch(idx, torch.Generator().manual_seed(5))
+    augmented = train.get_batch(idx, torch.Generator().manual_seed(5))
+    assert torch.equal(plain["color"], augmented["color"]) and not torch.equal(plain["image"], augmented["image"])
+    for split in ("val", "test"):
+        a = ColoredMNIST(split, image_size=32, augment=aug).get_batch(idx)["image"]
+        assert torch.equal(a, ColoredMNIST(split, image_size=32).get_batch(idx)["image"]), split
+
+
+@pytest.mark.parametrize("kwargs, message", [(dict(shift=-1), "shift=-1"), (dict(rotate=400), "rotate=400"),
+                                             (dict(scale=0.9), "scale=0.9")])
+def test_digit_augment_bad_values(kwargs, message):
+    with pytest.raises(ValueError, match=message + ".*Fix"):
+        DigitAugment(**kwargs)

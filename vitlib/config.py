@@ -30,6 +30,9 @@ class DatasetParams:
     train_limit: int | None = None     # use only the first N training images (quick runs)
     val_limit: int | None = None
     test_limit: int | None = None
+    aug_shift: float = 0.0             # train-time digit moves: max shift in pixels,
+    aug_rotate: float = 0.0            # max rotation in degrees,
+    aug_scale: float = 0.0             # max relative zoom (0 everywhere: the original, no moves)
 
 
 @dataclass
@@ -57,6 +60,7 @@ class TrainParams:
     eval_batch_size: int = 512
     num_threads: int | None = None     # torch threads per process; None: all cores / world size
     device: str = "auto"               # auto | cpu | cuda
+    compile: bool = False              # torch.compile the training step's model (eager if it fails)
     save_rank_weights: bool = False    # DDP check: every rank writes rank{r}.pt at the end
 
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 import socket
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.error import URLError
 
@@ -183,6 +185,39 @@ def fixed_draws(n: int, bank: TextureBank, seed: int) -> tuple[torch.Tensor, tor
     return cls, inst, color
 
 
+@dataclass(frozen=True)
+class DigitAugment:
+    """Random affine moves of the digit (train split only; the colour and texture are already
+    fresh at every access, so the digit's shape is the one thing a model can memorise)."""
+    shift: float = 0.0      # max translation in pixels of the output image, each axis
+    rotate: float = 0.0     # max rotation in degrees, either way
+    scale: float = 0.0      # max relative zoom, e.g. 0.1 -> 0.9..1.1
+
+    def __post_init__(self) -> None:
+        for name, hi in (("shift", 64.0), ("rotate", 180.0), ("scale", 0.5)):
+            v = getattr(self, name)
+            if not 0 <= v <= hi:
+                raise ValueError(f"augment {name}={v!r} must be between 0 and {hi:g}. Fix: e.g. shift 2, "
+                                 "rotate 10, scale 0.1; 0 turns it off")
+
+    @property
+    def active(self) -> bool:
+        return bool(self.shift or self.rotate or self.scale)
+
+    def __call__(self, masks: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """bool (B,1,H,W) -> bool (B,1,H,W), one random affine map per image."""
+        B, _, H, W = masks.shape
+        r = torch.rand(B, 4, generator=generator).mul_(2).sub_(1).to(masks.device)   # U(-1, 1)
+        angle = r[:, 0] * math.radians(self.rotate)
+        zoom = 1 + r[:, 1] * self.scale
+        cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+        # affine_grid maps output to input coordinates in [-1, 1]: a pixel is 2/W wide
+        theta = torch.stack([torch.stack([cos, -sin, r[:, 2] * self.shift * 2 / W], -1),
+                             torch.stack([sin, cos, r[:, 3] * self.shift * 2 / H], -1)], 1)   # (B, 2, 3)
+        grid = F.affine_grid(theta, [B, 1, H, W], align_corners=False)
+        return F.grid_sample(masks.float(), grid, mode="bilinear", align_corners=False) > 0.5
+
+
 # ----------------------------------------------------------------------------------------------
 # the dataset
 
@@ -198,9 +233,11 @@ class ColoredMNIST(Dataset):
 
     def __init__(self, split: str = "train", image_size: int = 32, textures="procedural",
                  threshold: float = 50, seed: int = 0, val_size: int | None = None,
-                 root: str | Path | None = None, n_texture_instances: int | None = None):
+                 root: str | Path | None = None, n_texture_instances: int | None = None,
+                 augment: DigitAugment | None = None):
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}. Fix: use one of {SPLITS}")
+        self.augment = augment if split == "train" and augment and augment.active else None
         if not isinstance(image_size, int) or image_size < 8:
             raise ValueError(f"image_size={image_size!r} must be an int >= 8 (e.g. 32, or 224 as the original)")
         check_threshold(threshold)
@@ -268,7 +305,10 @@ class ColoredMNIST(Dataset):
         if device is not None:
             labels = {k: v.to(device) for k, v in labels.items()}
             background = background.to(device)
-        return {"image": blend(self.masks(idx, device), labels["color"], background), **labels}
+        masks = self.masks(idx, device)
+        if getattr(self, "augment", None) is not None:
+            masks = self.augment(masks, generator)
+        return {"image": blend(masks, labels["color"], background), **labels}
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         return {k: v[0] for k, v in self.get_batch(torch.tensor([int(i)])).items()}
