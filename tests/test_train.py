@@ -154,3 +154,26 @@ def test_multitask_heads_and_original_optimiser(tmp_path):
     bad = micro(tmp_path, model={"num_textures": 5}, name="bad.yaml")
     with pytest.raises(ValueError, match="num_textures: 13"):
         train(bad, out_dir=tmp_path / "bad", progress=False)
+
+
+def test_compile_failure_falls_back_to_eager(tmp_path, monkeypatch, capsys):
+    def broken_compile(module, *args, **kwargs):
+        def fail(*a, **k):
+            raise RuntimeError("no C compiler found\nmore detail")
+        return fail
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    cfg = micro(tmp_path, train_params={"epochs": 1, "compile": True})
+    res = train(cfg, out_dir=tmp_path, progress=False)
+    out = capsys.readouterr().out
+    assert "torch.compile failed (RuntimeError: no C compiler found); training eagerly" in out
+    assert len(res["history"]) == 1 and res["history"][0]["train_loss"] > 0
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in res["model"].parameters())
+
+
+def test_digit_augment_config_reaches_the_train_split(tmp_path):
+    from vitlib.train import make_dataset
+    cfg = C.load_config(micro(tmp_path), overrides={"dataset_params": {"aug_shift": 2, "aug_rotate": 5}})
+    train_ds, val_ds = make_dataset(cfg, "train"), make_dataset(cfg, "val")
+    aug = getattr(train_ds, "ds", train_ds).augment
+    assert (aug.shift, aug.rotate, aug.scale) == (2, 5, 0)
+    assert getattr(val_ds, "ds", val_ds).augment is None

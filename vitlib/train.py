@@ -131,11 +131,12 @@ class Limited(torch.utils.data.Dataset):
 
 def make_dataset(cfg: Config, split: str):
     """ColoredMNIST for one split, sized for the model and cut to the config's *_limit."""
-    from vitlib.data import ColoredMNIST
+    from vitlib.data import ColoredMNIST, DigitAugment
     d = cfg.dataset
     ds = ColoredMNIST(split=split, image_size=cfg.model.image_size, textures=d.textures,
                       threshold=d.threshold, seed=d.seed, val_size=d.val_size, root=d.root_dir,
-                      n_texture_instances=d.n_texture_instances)
+                      n_texture_instances=d.n_texture_instances,
+                      augment=DigitAugment(d.aug_shift, d.aug_rotate, d.aug_scale))
     if cfg.model.num_textures and cfg.model.num_textures != ds.num_textures:
         raise ValueError(f"model_params.num_textures = {cfg.model.num_textures} but the dataset has "
                          f"{ds.num_textures} texture classes; set num_textures: {ds.num_textures}")
@@ -279,6 +280,27 @@ def _fmt(row: dict, epochs: int, best: bool) -> str:
 
 # ---------------------------------------------------------------------------- training
 
+def compile_or_eager(net: torch.nn.Module, model: torch.nn.Module, tp: TrainParams, device: torch.device,
+                     bf16: bool, say) -> torch.nn.Module:
+    """torch.compile(net), tried once on a zero batch of the training shape; eager if that fails
+    (no C compiler, an unsupported platform). Evaluation keeps using the eager `model`."""
+    compiled = torch.compile(net)
+    cfg = model.config
+    H, W = (cfg.image_size, cfg.image_size) if isinstance(cfg.image_size, int) else cfg.image_size
+    x = torch.zeros(tp.batch_size, cfg.in_channels, H, W, device=device)
+    t0 = time.perf_counter()
+    try:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = compiled(x)
+        (out["number"] if isinstance(out, dict) else out).float().sum().backward()
+    except Exception as e:  # noqa: BLE001 - any compiler failure means: run eagerly
+        say(f"torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); training eagerly")
+        return net
+    model.zero_grad(set_to_none=True)
+    say(f"torch.compile: ready in {time.perf_counter() - t0:.0f} s")
+    return compiled
+
+
 def train(config: Config | str | Path | dict, resume: bool = False, out_dir: str | Path | None = None,
           stop_after_epochs: int | None = None, progress: bool = True) -> dict:
     """Train (or resume) a run and return {'model', 'run_dir', 'history', 'best_metric', ...}.
@@ -344,6 +366,8 @@ def _train(cfg: Config, dist: Dist, resume: bool, out_dir, stop_after_epochs, pr
     if dist.enabled:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
+    if tp.compile:
+        net = compile_or_eager(net, model, tp, device, bf16, say)
     params = [p for p in model.parameters() if p.requires_grad]
     if start_epoch == 0:
         say(f"{model.num_parameters():,} parameters | {len(train_ds):,} train / {len(val_ds):,} val images "
