@@ -75,8 +75,8 @@ print(f"quick mode: {QUICK}; torch {torch.__version__}")
 # ## A trained model
 #
 # Interpretation needs a model that has learned something. `vitlib` ships one: the book's default
-# model (`configs/default.yaml`: 32 px images, $4 \times 4$ patches, so an $8 \times 8$ grid of
-# 64 patches plus the class token; 6 layers of 4 heads), trained for about half an hour on a CPU.
+# model (`configs/default.yaml`: 32 px images, $8 \times 8$ patches, so a $4 \times 4$ grid of
+# 16 patches plus the class token; 6 layers of 4 heads), trained for under half an hour on a CPU.
 # Inference on a handful of images takes milliseconds, so we use it whenever it is there, quick
 # mode included. Only if it is missing do we train one ourselves: the tiny quick-mode model in
 # quick mode, the default model otherwise. *Load the checkpoint, else train.*
@@ -282,8 +282,9 @@ plt.show()
 # Things to look for. With a model that has learned the task, the maps concentrate on the digit's
 # strokes, or on the background just next to them, and largely ignore the texture elsewhere; the
 # two variants mostly agree on *where*, while the max over heads gives sharper and sometimes
-# noisier maps. On an $8 \times 8$ grid a patch is $4 \times 4$ pixels, so the maps are coarse:
-# a digit stroke is one or two patches wide. Keep in mind what rollout leaves out: the MLPs, the
+# noisier maps. On a $4 \times 4$ grid a patch is $8 \times 8$ pixels, so the maps are coarse:
+# a digit is three or four patches tall, and the overlays smooth the 16 values bilinearly (as the
+# original project did) for display only. Keep in mind what rollout leaves out: the MLPs, the
 # values $V$ (a token may be attended to and contribute little), and the equal weight it gives the
 # residual path. It shows where information *can* flow, not which pixels the decision depends on.
 #
@@ -295,7 +296,7 @@ plt.show()
 #
 # ### The effect of `discard_ratio`
 #
-# Every softmax row gives every token some weight, and summed over 65 tokens and 6 layers this
+# Every softmax row gives every token some weight, and summed over 17 tokens and 6 layers this
 # floor of small weights blurs the rollout. Discarding the weakest fraction of each (head-averaged)
 # row before the identity is added removes that floor. The figure shows the first two of these images
 # with more and more discarded.
@@ -384,8 +385,8 @@ plt.show()
 # ## What the position embeddings learned
 #
 # The model adds a learned vector $E_\text{pos}[p] \in \mathbb{R}^D$ to patch $p$. Nothing in the
-# architecture tells it that patch 9 sits below patch 1 on an $8 \times 8$ grid: the embeddings
-# are just 64 free vectors. The ViT paper's Fig. 7 (centre) shows that the model discovers the 2D
+# architecture tells it that patch 5 sits below patch 1 on a $4 \times 4$ grid: the embeddings
+# are just 16 free vectors. The ViT paper's Fig. 7 (centre) shows that the model discovers the 2D
 # layout anyway: the cosine similarity
 #
 # $$
@@ -499,7 +500,7 @@ plt.show()
 #
 # ## What the first layer sees: patch-embedding filters
 #
-# The patch embedding multiplies every flattened $3 \times 4 \times 4$ patch by a matrix $E$ of
+# The patch embedding multiplies every flattened $3 \times 8 \times 8$ patch by a matrix $E$ of
 # $D$ rows: each row is a *filter*, a small colour image that the patch is compared with. The
 # paper's Fig. 7 (left) shows the principal components of these $D$ filters, the directions in
 # patch space that the embedding is most sensitive to. In the book's default model (and the
@@ -534,9 +535,9 @@ plt.show()
 # %% [markdown]
 # In the paper the components of the $16 \times 16$ filters look like the basis functions of a
 # low-resolution image code: smooth blobs and stripes of increasing frequency, like the first
-# filters of a CNN. With $4 \times 4$ patches there is little room for frequencies, and the
-# components rather show what matters in our data: colour contrasts (the digit's colour against
-# the texture) and simple edges.
+# filters of a CNN. Our $8 \times 8$ patches leave less room for frequencies, and the components
+# also show what matters in our data: colour contrasts (the digit's colour against the texture)
+# and simple strokes and edges.
 #
 # ## Where it goes wrong
 #
@@ -694,7 +695,7 @@ explore(int(sample[0]), L, "mean")
 #
 #    **Hint:** the digit's pixels are painted in one colour, `batch["color"]` (RGB in $[0, 1]$),
 #    while the image is in $[-1, 1]$: pixels with `((image + 1) / 2 - color[:, None, None]).abs()
-#    .amax(0) < 0.05` form a good mask. Average the mask over each $4 \times 4$ patch
+#    .amax(0) < 0.05` form a good mask. Average the mask over each $8 \times 8$ patch
 #    (`F.avg_pool2d`) to bring it to the grid of the map.
 #
 # 4. **Other head fusions.** `attention_rollout` also accepts `head_fusion="min"` (and the
