@@ -63,6 +63,7 @@ from vitlib import interpret, viz
 from vitlib.checkpoint import load_or_train, load_pretrained, pretrained_path
 from vitlib.config import parse_config
 from vitlib.data import BatchLoader
+from vitlib.model import ViT
 from vitlib.paths import REPO_ROOT
 from vitlib.train import Limited, evaluate, make_dataset
 
@@ -279,10 +280,11 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Things to look for. With a model that has learned the task, the maps concentrate on the digit's
-# strokes, or on the background just next to them, and largely ignore the texture elsewhere; the
-# two variants mostly agree on *where*, while the max over heads gives sharper and sometimes
-# noisier maps. On a $4 \times 4$ grid a patch is $8 \times 8$ pixels, so the maps are coarse:
+# Things to look for. With the shipped model the maps are far from a clean silhouette: rollout
+# keeps much of the flow spread over all 16 patches, and the heat maps (right column, where the
+# contrast is stretched) show where the rest goes, mostly to patches on or next to the digit's
+# strokes rather than to the texture elsewhere. The two variants mostly agree on *where*, while
+# the max over heads gives sharper and sometimes noisier maps. On a $4 \times 4$ grid a patch is $8 \times 8$ pixels, so the maps are coarse:
 # a digit is three or four patches tall, and the overlays smooth the 16 values bilinearly (as the
 # original project did) for display only. Keep in mind what rollout leaves out: the MLPs, the
 # values $V$ (a token may be attended to and contribute little), and the equal weight it gives the
@@ -426,7 +428,7 @@ fig, ax = plt.subplots(figsize=(5.4, 3.6))
 ax.scatter(dist_patches[off_diagonal], s[off_diagonal], s=5, alpha=0.25, label="one pair of patches")
 ax.plot(levels, [s[off_diagonal][dist_patches[off_diagonal] == d].mean() for d in levels],
         color="tab:red", label="mean at this distance")
-ax.set_title("Position embeddings: similar when close")
+ax.set_title("Position-embedding similarity against grid distance")
 ax.set_xlabel("distance between the two patches on the grid (patches)")
 ax.set_ylabel("cosine similarity")
 ax.grid(alpha=0.3)
@@ -435,9 +437,47 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# A falling curve means the embeddings encode distance: the model learned the neighbourhood
-# structure of the image from the data alone. The paper found the same for its $14 \times 14$
-# grid and notes that this is why hand-made 2D embeddings gave no gain over learned 1D ones.
+# In the paper a falling curve shows that the embeddings encode distance: the model learned the
+# neighbourhood structure of its $14 \times 14$ grid from the data alone, which is why hand-made
+# 2D embeddings gave no gain over learned 1D ones. Our curve is much flatter, and the reason is
+# the initialisation ([chapter 2](02_patch_embedding.ipynb)). The book's model starts its table
+# with standard deviation 1, so the 16 vectors begin as random directions in $\mathbb{R}^{128}$:
+# nearly orthogonal, hence already a perfectly good *name* for every position. Training only has
+# to nudge them. Training is seeded, so we can rebuild the starting table exactly and split the
+# learned embedding into start plus change, $E_\text{pos} = E_\text{pos}^{(0)} + \Delta$:
+
+# %%
+seed = run_config.train.seed
+with torch.random.fork_rng():                   # leave this notebook's random state alone
+    torch.manual_seed(seed)                      # what vitlib.train does before building the model
+    start_table = ViT(cfg).pos_embed.detach()[0, 1:]                     # (P, D) at step 0
+delta = pos - start_table                                                 # what training added
+kept = F.cosine_similarity(pos, start_table, dim=-1).mean().item()
+print(f"pos_init_std = {cfg.pos_init_std}: cos(E_pos, start) = {kept:.3f} on average; "
+      f"|E_pos| = {pos.norm(dim=-1).mean():.2f}, |start| = {start_table.norm(dim=-1).mean():.2f}, "
+      f"|change| = {delta.norm(dim=-1).mean():.2f}")
+delta_sim = F.cosine_similarity(delta[:, None, :], delta[None, :, :], dim=-1).flatten()
+fig, ax = plt.subplots(figsize=(5.4, 3.6))
+for values, label in ((s, "learned table $E_{pos}$"), (delta_sim, "change during training $\\Delta$")):
+    ax.plot(levels, [values[off_diagonal][dist_patches[off_diagonal] == d].mean() for d in levels],
+            marker="o", label=label)
+ax.axhline(0, color="gray", lw=0.8)
+ax.set_title("Mean cosine similarity of two positions, by grid distance")
+ax.set_xlabel("distance between the two patches on the grid (patches)")
+ax.set_ylabel("mean cosine similarity")
+ax.grid(alpha=0.3)
+ax.legend(fontsize=8)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# If the first number is close to 1, the shipped table is still mostly its random start, and the
+# similarity grid above mostly shows that start: random codes that tell positions apart without
+# saying which are neighbours. What training *added*, $\Delta$, is where any learned geometry
+# lives; for the shipped model its similarity is positive between neighbours and negative a
+# couple of patches apart, a faint version of the paper's pattern. A start at timm's 0.02 leaves
+# the table to training entirely, and exercise 5 asks you to compare: it learns more slowly at
+# first (chapter 2) but should draw the paper's picture more clearly.
 #
 # ## How far does each head look?
 #
@@ -494,7 +534,7 @@ plt.show()
 # distance grows with depth until all heads are global: the model *can* look everywhere from the
 # start, unlike a CNN whose receptive field grows slowly, but it also learns CNN-like local
 # heads. Our images are only 32 px, and a patch centre is at most
-# $\sqrt{2} \cdot 28 \approx 40$ px from another, so the scale is small. A head far below the
+# $\sqrt{2} \cdot 24 \approx 34$ px from another (centres of $8 \times 8$ patches), so the scale is small. A head far below the
 # dashed line is local (it reads mostly its own patch and its neighbours); a head near it attends
 # roughly everywhere; a head far *above* it prefers distant patches, for example the corners.
 #
@@ -705,6 +745,15 @@ explore(int(sample[0]), L, "mean")
 #
 #    **Hint:** for the original variant, per head $(A^h + I)/2$ is linear in $A^h$, so averaging the
 #    heads afterwards equals averaging them first.
+#
+# 5. **A quieter start for the positions.** Train `configs/default.yaml` with
+#    `--set model_params.pos_init_std=0.02 --set train_params.epochs=20` (about ten minutes) and
+#    draw the similarity grid and the distance curve for that model. Is the 2D layout clearer?
+#    What did the quieter start cost in accuracy after the same number of epochs?
+#
+#    **Hint:** `vitlib.checkpoint.load_checkpoint("runs/default/best.pt")` and
+#    `vitlib.checkpoint.model_from_checkpoint` give you the model; `interpret.pos_embed_similarity`
+#    and `viz.plot_pos_similarity` do the rest.
 
 # %%
 print(f"notebook ran in {time.perf_counter() - START:.1f} s (quick mode: {QUICK}; model: {source})")
