@@ -16,7 +16,9 @@ Models at the same dimensions:
   torchvision     torchvision.models.VisionTransformer(hidden_dim=emb_dim, same heads/layers/mlp)
   timm            timm's VisionTransformer, only when timm is installed
 
-Peak memory: on CPU, the rise of the process's peak resident set (VmHWM, reset through
+Columns: train img/s and infer img/s are wall-clock medians; train img/CPU-s divides by this
+process's CPU time instead, which stays near the quiet-machine rate when other programs load
+the machine (most useful with --threads 1). Peak memory: on CPU, the rise of the process's peak resident set (VmHWM, reset through
 /proc/self/clear_refs after gc + malloc_trim) over one training step; tracemalloc cannot see
 PyTorch's allocations. On CUDA, torch.cuda.max_memory_allocated over one step.
 """
