@@ -424,10 +424,16 @@ dist_patches = interpret.patch_distances(GRID).flatten()       # in patches
 s = sim.reshape(P, P).flatten()
 off_diagonal = dist_patches > 0
 levels = dist_patches[off_diagonal].unique()
+
+
+def mean_by_distance(pair_values: torch.Tensor) -> list[float]:
+    """Average of a (P*P,) per-pair quantity over the pairs at each grid distance in `levels`."""
+    return [pair_values[off_diagonal][dist_patches[off_diagonal] == d].mean().item() for d in levels]
+
+
 fig, ax = plt.subplots(figsize=(5.4, 3.6))
 ax.scatter(dist_patches[off_diagonal], s[off_diagonal], s=5, alpha=0.25, label="one pair of patches")
-ax.plot(levels, [s[off_diagonal][dist_patches[off_diagonal] == d].mean() for d in levels],
-        color="tab:red", label="mean at this distance")
+ax.plot(levels, mean_by_distance(s), color="tab:red", label="mean at this distance")
 ax.set_title("Position-embedding similarity against grid distance")
 ax.set_xlabel("distance between the two patches on the grid (patches)")
 ax.set_ylabel("cosine similarity")
@@ -459,8 +465,7 @@ print(f"pos_init_std = {cfg.pos_init_std}: cos(E_pos, start) = {kept:.3f} on ave
 delta_sim = F.cosine_similarity(delta[:, None, :], delta[None, :, :], dim=-1).flatten()
 fig, ax = plt.subplots(figsize=(5.4, 3.6))
 for values, label in ((s, "learned table $E_{pos}$"), (delta_sim, "change during training $\\Delta$")):
-    ax.plot(levels, [values[off_diagonal][dist_patches[off_diagonal] == d].mean() for d in levels],
-            marker="o", label=label)
+    ax.plot(levels, mean_by_distance(values), marker="o", label=label)
 ax.axhline(0, color="gray", lw=0.8)
 ax.set_title("Mean cosine similarity of two positions, by grid distance")
 ax.set_xlabel("distance between the two patches on the grid (patches)")
