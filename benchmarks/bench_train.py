@@ -147,8 +147,7 @@ def build_models(cfg: ViTConfig, names: list[str]) -> dict[str, tuple[nn.Module,
 def make_steps(model: nn.Module, cfg: ViTConfig, batch: int, dtype: str, device: str, compile_: bool):
     """(train_step, infer_step, 'compiled' | 'eager'). With compile_, torch.compile is tried on a
     first training step, and eager is used when no working compiler is found."""
-    size = (cfg.image_size, cfg.image_size) if isinstance(cfg.image_size, int) else cfg.image_size
-    x = torch.randn(batch, cfg.in_channels, *size, device=device)
+    x = torch.randn(batch, cfg.in_channels, *cfg.image_hw, device=device)
     y = torch.randint(0, cfg.num_classes, (batch,), device=device)
     model = model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)

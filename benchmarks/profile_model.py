@@ -62,8 +62,7 @@ def main() -> None:
     cfg = getattr(ViTConfig, args.config)()
     batch = args.batch or (64 if args.config == "seed" else 128)
     model = ViT(cfg) if args.model == "vitlib" else OriginalViT(original_params(cfg))
-    size = (cfg.image_size, cfg.image_size) if isinstance(cfg.image_size, int) else cfg.image_size
-    x, y = torch.randn(batch, cfg.in_channels, *size), torch.randint(0, cfg.num_classes, (batch,))
+    x, y = torch.randn(batch, cfg.in_channels, *cfg.image_hw), torch.randint(0, cfg.num_classes, (batch,))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
     def step():

@@ -81,8 +81,12 @@ class ViTConfig:
 
     # derived sizes ------------------------------------------------------------------------
     @property
+    def image_hw(self) -> tuple[int, int]:
+        return _pair(self.image_size)  # (H, W) whether image_size is an int or a pair
+
+    @property
     def grid_size(self) -> tuple[int, int]:
-        (H, W), (ph, pw) = _pair(self.image_size), _pair(self.patch_size)
+        (H, W), (ph, pw) = self.image_hw, _pair(self.patch_size)
         return H // ph, W // pw
 
     @property
@@ -321,8 +325,8 @@ class ViT(nn.Module):
         if x.shape[1] != cfg.in_channels:
             raise ValueError(f"ViT expects {cfg.in_channels} channels, got {x.shape[1]} "
                              f"(input shape {tuple(x.shape)})")
-        if tuple(x.shape[2:]) != _pair(cfg.image_size):
-            H, W = _pair(cfg.image_size)
+        if tuple(x.shape[2:]) != cfg.image_hw:
+            H, W = cfg.image_hw
             raise ValueError(f"ViT was built for {H}x{W} images, got {x.shape[2]}x{x.shape[3]}: resize "
                              f"the input, or call interpolate_pos_embed(model, new_size) first")
 

@@ -286,8 +286,7 @@ def compile_or_eager(net: torch.nn.Module, model: torch.nn.Module, tp: TrainPara
     (no C compiler, an unsupported platform). Evaluation keeps using the eager `model`."""
     compiled = torch.compile(net)
     cfg = model.config
-    H, W = (cfg.image_size, cfg.image_size) if isinstance(cfg.image_size, int) else cfg.image_size
-    x = torch.zeros(tp.batch_size, cfg.in_channels, H, W, device=device)
+    x = torch.zeros(tp.batch_size, cfg.in_channels, *cfg.image_hw, device=device)
     t0 = time.perf_counter()
     try:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
