@@ -325,7 +325,11 @@ print(f"✓ gradient norm {norm:.3f} clipped to {c} by hand == clip_grad_norm_")
 # where output pixel $(x, y)$ reads the digit mask at $(u, v)$ (this is what `F.affine_grid` and
 # `F.grid_sample` compute). Validation and test digits are never moved. The keys are
 # `aug_shift`, `aug_rotate` and `aug_scale` in `dataset_params`; all zero is the original's
-# recipe.
+# recipe. A fourth key, `aug_elastic`, adds Simard et al.'s (2003) *elastic distortion*, a
+# smooth random warp $\delta(x, y)$ added to $(u, v)$: Gaussian noise at a $5 \times 5$ grid of
+# control points, interpolated in between so that a stroke bends rather than breaks. It is off
+# in `configs/default.yaml`: within the 30-minute budget it did not raise test accuracy
+# (`benchmarks/RESULTS.md`, session 4). Exercise 5 tries it.
 
 # %%
 aug = train_ds_default.augment                   # built from configs/default.yaml's dataset_params
@@ -864,6 +868,15 @@ print("✓ both extra heads beat their trivial baselines")
 #
 #    **Hint:** pass `"train_params": {"color_loss_weight": 10.0, ...}` in the overrides; compare
 #    `val_acc`, `val_texture_acc` and `val_color_mae` in the last history row.
+#
+# 5. **Elastic warps.** Draw one digit under `DigitAugment(elastic=e)` for $e$ = 0.5, 1, 2 and
+#    4 px. Where does a warp stop looking like handwriting? Then train quick mode with
+#    `aug_elastic: 1.0` and compare the final training and validation accuracy with the run
+#    above: which one moves, and why?
+#
+#    **Hint:** `DigitAugment(elastic=e)(mask.expand(6, -1, -1, -1), torch.Generator().manual_seed(0))`;
+#    the overrides take `"dataset_params": {"aug_elastic": 1.0}`. A warp makes the training task
+#    harder without changing validation images.
 
 # %%
 if QUICK:                      # quick mode's runs lived in a temporary folder: tidy up

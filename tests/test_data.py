@@ -278,8 +278,29 @@ def test_digit_augment_moves_only_train_digits():
         assert torch.equal(a, ColoredMNIST(split, image_size=32).get_batch(idx)["image"]), split
 
 
+def test_elastic_warp_bends_digits_smoothly():
+    masks = ColoredMNIST("train", image_size=32).masks(torch.arange(64))
+    warp = DigitAugment(elastic=1.0)
+    assert warp.active
+    bent = warp(masks, torch.Generator().manual_seed(0))
+    assert torch.equal(bent, warp(masks, torch.Generator().manual_seed(0))), "seeded: reproducible"
+    assert (bent != masks).flatten(1).any(1).float().mean() > 0.9, "nearly every digit bends"
+    area, new_area = masks.flatten(1).sum(1).float(), bent.flatten(1).sum(1).float()
+    assert ((new_area / area - 1).abs() < 0.3).all(), "a bend, not a new digit"
+    stronger = DigitAugment(elastic=2.5)(masks, torch.Generator().manual_seed(0))
+    assert (stronger != masks).sum() > (bent != masks).sum(), "a bigger std bends more"
+    # the field is the 5x5 control-point noise, interpolated: weights sum to 1 everywhere, the
+    # corner pixels take the corner points' values, and neighbouring pixels move alike
+    from vitlib.data import _upsample_5x5
+    K = _upsample_5x5(32, 32)
+    assert torch.allclose(K.sum(0), torch.ones(32 * 32), atol=1e-5)
+    assert K[0, 0] == 1 and K[24, -1] == 1
+    field = (torch.randn(2, 25, generator=torch.Generator().manual_seed(1)) @ K).view(2, 32, 32)
+    assert field[:, :, 1:].sub(field[:, :, :-1]).abs().max() < 0.5 * field.abs().max()
+
+
 @pytest.mark.parametrize("kwargs, message", [(dict(shift=-1), "shift=-1"), (dict(rotate=400), "rotate=400"),
-                                             (dict(scale=0.9), "scale=0.9")])
+                                             (dict(scale=0.9), "scale=0.9"), (dict(elastic=-2), "elastic=-2")])
 def test_digit_augment_bad_values(kwargs, message):
     with pytest.raises(ValueError, match=message + ".*Fix"):
         DigitAugment(**kwargs)

@@ -172,8 +172,9 @@ def test_compile_failure_falls_back_to_eager(tmp_path, monkeypatch, capsys):
 
 def test_digit_augment_config_reaches_the_train_split(tmp_path):
     from vitlib.train import make_dataset
-    cfg = C.load_config(micro(tmp_path), overrides={"dataset_params": {"aug_shift": 2, "aug_rotate": 5}})
+    cfg = C.load_config(micro(tmp_path), overrides={"dataset_params": {"aug_shift": 2, "aug_rotate": 5,
+                                                                                "aug_elastic": 1.5}})
     train_ds, val_ds = make_dataset(cfg, "train"), make_dataset(cfg, "val")
     aug = getattr(train_ds, "ds", train_ds).augment
-    assert (aug.shift, aug.rotate, aug.scale) == (2, 5, 0)
+    assert (aug.shift, aug.rotate, aug.scale, aug.elastic) == (2, 5, 0, 1.5)
     assert getattr(val_ds, "ds", val_ds).augment is None

@@ -33,6 +33,7 @@ class DatasetParams:
     aug_shift: float = 0.0             # train-time digit moves: max shift in pixels,
     aug_rotate: float = 0.0            # max rotation in degrees,
     aug_scale: float = 0.0             # max relative zoom (0 everywhere: the original, no moves)
+    aug_elastic: float = 0.0           # std in pixels of a smooth random warp of the digit (0: off)
 
 
 @dataclass

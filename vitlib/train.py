@@ -136,7 +136,7 @@ def make_dataset(cfg: Config, split: str):
     ds = ColoredMNIST(split=split, image_size=cfg.model.image_size, textures=d.textures,
                       threshold=d.threshold, seed=d.seed, val_size=d.val_size, root=d.root_dir,
                       n_texture_instances=d.n_texture_instances,
-                      augment=DigitAugment(d.aug_shift, d.aug_rotate, d.aug_scale))
+                      augment=DigitAugment(d.aug_shift, d.aug_rotate, d.aug_scale, d.aug_elastic))
     if cfg.model.num_textures and cfg.model.num_textures != ds.num_textures:
         raise ValueError(f"model_params.num_textures = {cfg.model.num_textures} but the dataset has "
                          f"{ds.num_textures} texture classes; set num_textures: {ds.num_textures}")
