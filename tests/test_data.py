@@ -300,7 +300,8 @@ def test_elastic_warp_bends_digits_smoothly():
 
 
 @pytest.mark.parametrize("kwargs, message", [(dict(shift=-1), "shift=-1"), (dict(rotate=400), "rotate=400"),
-                                             (dict(scale=0.9), "scale=0.9"), (dict(elastic=-2), "elastic=-2")])
+                                             (dict(scale=0.9), "scale=0.9"), (dict(elastic=-2), "elastic=-2"),
+                                             (dict(elastic="abc"), "elastic='abc'"), (dict(shift=True), "shift=True")])
 def test_digit_augment_bad_values(kwargs, message):
     with pytest.raises(ValueError, match=message + ".*Fix"):
         DigitAugment(**kwargs)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import functools
 import math
+import numbers
 import socket
 import sys
 from dataclasses import dataclass
@@ -198,9 +199,9 @@ class DigitAugment:
     def __post_init__(self) -> None:
         for name, hi in (("shift", 64.0), ("rotate", 180.0), ("scale", 0.5), ("elastic", 16.0)):
             v = getattr(self, name)
-            if not 0 <= v <= hi:
-                raise ValueError(f"augment {name}={v!r} must be between 0 and {hi:g}. Fix: e.g. shift 2, "
-                                 "rotate 10, scale 0.1, elastic 1; 0 turns it off")
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0 <= v <= hi:
+                raise ValueError(f"augment {name}={v!r} (dataset_params.aug_{name}) must be a number between 0 "
+                                 f"and {hi:g}. Fix: e.g. shift 2, rotate 10, scale 0.1, elastic 1; 0 turns it off")
 
     @property
     def active(self) -> bool:
