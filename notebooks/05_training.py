@@ -101,8 +101,8 @@ print(f"runs go to {OUT}; pretrained checkpoint shipped: {HAVE_PRETRAINED}")
 default_cfg = load_config("configs/default.yaml")
 quick_cfg = load_config("configs/quick.yaml")
 tp = default_cfg.train
-for key in ("batch_size", "epochs", "optimizer", "lr", "weight_decay", "betas", "scheduler",
-            "warmup_epochs", "min_lr", "label_smoothing", "grad_clip", "bf16"):
+for key in ("batch_size", "epochs", "time_budget_min", "optimizer", "lr", "weight_decay", "betas",
+            "scheduler", "warmup_epochs", "min_lr", "label_smoothing", "grad_clip", "bf16"):
     print(f"{key:>16}: {getattr(tp, key)!r:<14} (quick.yaml: {getattr(quick_cfg.train, key)!r})")
 
 # %% [markdown]
@@ -276,6 +276,56 @@ for ax in axes:
     ax.grid(alpha=0.3)
 fig.tight_layout()
 plt.show()
+
+# %% [markdown]
+# ### Fitting the schedule to a time budget
+#
+# The cosine needs its length $T$ before training starts, but "whatever fits in 30 minutes"
+# depends on the machine: this course's 2-core VM runs 10-20 % faster or slower from one day to
+# the next, and a laptop or a GPU differs far more. So `configs/default.yaml` sets
+# `time_budget_min: 30` beside `epochs: 66`. The run times its first epoch, which is the warm-up
+# and so comes before the cosine starts, then sets
+#
+# $$
+# E = 1 + \Big\lfloor \frac{\text{budget} - \text{elapsed}}{1.02 \cdot \text{seconds per epoch}} \Big\rfloor,
+# \qquad \text{at most } \texttt{epochs},
+# $$
+#
+# and lays the cosine over $E$ epochs (`vitlib.budget.plan_epochs`; the 2 % is slack for a
+# machine that slows down). The first epoch's speed is measured from its 50th step on, so that
+# the compiler's start-up is not taken for the speed of every later epoch. After epochs 2 and 3
+# the run re-plans with the median epoch time, in case something else slowed the machine during
+# the first; the cosine has barely started there. If a later epoch still runs late, the run stops
+# at the last epoch boundary inside the budget. Here is what that gives on three machines, with
+# the learning rate plotted against the clock rather than the step:
+
+# %%
+from vitlib.budget import plan_epochs
+
+fig, ax = plt.subplots(figsize=(7.5, 3.6))
+for images_per_s in (1_200, 1_800, 2_400):
+    epoch_s = len(train_ds_default) / images_per_s + 1.5  # the steps, then validation and saving
+    first_s = epoch_s + 30                                # epoch 1 also pays for start-up and compiling
+    E = plan_epochs(tp.time_budget_min * 60, first_s, epoch_s, done=1, max_epochs=tp.epochs)
+    t = np.arange(E * steps_per_epoch)
+    ep = t / steps_per_epoch                              # epochs done at step t
+    minutes = np.where(ep < 1, ep * first_s, first_s + (ep - 1) * epoch_s) / 60
+    lrs = [lr_at(s, tp.lr, tp.min_lr, warmup, E * steps_per_epoch) for s in t]
+    total_min = (first_s + (E - 1) * epoch_s) / 60
+    ax.plot(minutes, lrs, label=f"{images_per_s:,} img/s: {E} epochs, {total_min:.1f} min")
+ax.axvline(tp.time_budget_min, color="gray", ls=":", label=f"budget ({tp.time_budget_min:g} min)")
+ax.set_title(f"One config, three machines: time_budget_min = {tp.time_budget_min:g}, epochs <= {tp.epochs}")
+ax.set_xlabel("wall-clock minutes")
+ax.set_ylabel("learning rate $\\eta_t$")
+ax.legend(fontsize=8)
+ax.grid(alpha=0.3)
+plt.show()
+
+# %% [markdown]
+# The fastest machine stops at the cap of 66 epochs, a few minutes early; the slower ones train
+# fewer epochs, and each still ends its cosine at `min_lr` just inside the budget. Set
+# `time_budget_min: null` to train exactly `epochs`, as the pretrained model was (its 66 epochs
+# fitted in 28 minutes 46 seconds). A resumed run keeps the plan stored in its checkpoint.
 
 # %% [markdown]
 # ### Gradient clipping
@@ -825,6 +875,8 @@ print("✓ both extra heads beat their trivial baselines")
 #   not through the gradient.
 # - The learning rate warms up linearly for $T_w$ steps to its peak `lr`, then follows a cosine
 #   down to `min_lr`, updated every step; gradients are clipped to a global norm of 1.
+# - `time_budget_min` times the first (warm-up) epoch and lays the cosine over the epochs that
+#   fit the budget, so one config ends its schedule on time on a slow or a fast machine.
 # - The original project used Adam, a plateau schedule on the training loss, and kept the
 #   checkpoint with the lowest *training* loss. We keep the best *validation* accuracy and
 #   touch the test set once.
@@ -877,6 +929,14 @@ print("✓ both extra heads beat their trivial baselines")
 #    **Hint:** `DigitAugment(elastic=e)(mask.expand(6, -1, -1, -1), torch.Generator().manual_seed(0))`;
 #    the overrides take `"dataset_params": {"aug_elastic": 1.0}`. A warp makes the training task
 #    harder without changing validation images.
+#
+# 6. **A one-minute budget.** Train `configs/quick.yaml` with `epochs: 50` and
+#    `time_budget_min: 1`. How many epochs did it plan, how long did the whole call take, and
+#    where did the learning rate end? Predict the plan first from the first epoch's seconds.
+#
+#    **Hint:** the overrides take `"train_params": {"epochs": 50, "time_budget_min": 1}`; the
+#    returned dict holds `epochs` (the plan) and `history` (its last row's `lr` should be
+#    `min_lr`); time the call with `time.perf_counter()`.
 
 # %%
 if QUICK:                      # quick mode's runs lived in a temporary folder: tidy up

@@ -190,20 +190,21 @@ def set_rng_state(state: dict) -> None:
 # ---------------------------------------------------------------------------- training runs
 
 def training_state(cfg, model, optimizer, scheduler, epoch: int, global_step: int, best: float,
-                   best_epoch: int, history: list[dict]) -> dict:
-    """Everything `--resume` needs, as plain data (see the module docstring)."""
+                   best_epoch: int, history: list[dict], clock: dict | None = None) -> dict:
+    """Everything `--resume` needs, as plain data (see the module docstring). `clock` holds a
+    time-budgeted run's elapsed seconds and planned epochs."""
     return {"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "epoch": epoch, "global_step": global_step,
             # the loader's order and draws are a function of (seed, epoch, rank): its state is the epoch
             "rng": {**rng_state(), "loader": {"epoch": epoch, "seed": cfg.train.seed}},
-            "best_metric": best, "best_epoch": best_epoch, "history": history,
+            "best_metric": best, "best_epoch": best_epoch, "history": history, "clock": clock or {},
             "config": cfg.raw, "vit_config": vit_config_to_dict(cfg.model)}
 
 
 def restore_training(path: Path, cfg, model, optimizer, scheduler, say=print):
     """Load a training_state into model/optimiser/scheduler and the RNGs.
 
-    Returns (epoch, global_step, best_metric, best_epoch, history). The model config must match
+    Returns (epoch, global_step, best_metric, best_epoch, history, clock). The model config must match
     exactly (dropout included); changed train_params are allowed but reported.
     """
     # Load to the CPU: RNG states must be CPU tensors, and load_state_dict moves the rest.
@@ -219,7 +220,8 @@ def restore_training(path: Path, cfg, model, optimizer, scheduler, say=print):
     if changed:
         say(f"note: train_params changed since the checkpoint ({', '.join(changed)}); "
             f"the resumed run follows the new values")
-    return ckpt["epoch"], ckpt["global_step"], ckpt["best_metric"], ckpt["best_epoch"], ckpt["history"]
+    return (ckpt["epoch"], ckpt["global_step"], ckpt["best_metric"], ckpt["best_epoch"], ckpt["history"],
+            ckpt.get("clock") or {})
 
 
 # ---------------------------------------------------------------------------- pretrained

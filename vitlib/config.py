@@ -40,7 +40,9 @@ class DatasetParams:
 class TrainParams:
     task_name: str = "runs/default"    # output folder, relative to the output root (cwd by default)
     batch_size: int = 128
-    epochs: int = 10
+    epochs: int = 10                   # with time_budget_min: the most epochs to train
+    time_budget_min: float | None = None  # wall-clock minutes for the whole run; the schedule is laid
+                                          # over the epochs that fit (measured after epoch 1)
     lr: float = 1e-3
     seed: int = 1111
     ckpt_name: str = "best.pt"         # best-on-validation checkpoint; last.pt is written beside it
@@ -114,6 +116,11 @@ def _validate(cfg: Config, where: str) -> None:
             raise ValueError(f"{where}: train_params.{key} must be >= 1, got {getattr(t, key)}.")
     if t.lr <= 0:
         raise ValueError(f"{where}: train_params.lr must be > 0, got {t.lr}.")
+    if t.time_budget_min is not None and (isinstance(t.time_budget_min, bool) or
+                                          not isinstance(t.time_budget_min, (int, float)) or
+                                          not t.time_budget_min > 0):
+        raise ValueError(f"{where}: train_params.time_budget_min = {t.time_budget_min!r}; give the "
+                         f"minutes the run may take (e.g. 30), or null for no budget.")
     if not 0.0 <= cfg.inference.discard_ratio < 1.0:
         raise ValueError(f"{where}: inference_params.discard_ratio must be in [0, 1).")
 

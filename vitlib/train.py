@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import math
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -26,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from vitlib.budget import REPLAN_EPOCHS, TimeBudget
 from vitlib.checkpoint import (CheckpointError, restore_training, save_checkpoint, training_state,
                                unwrap, vit_config_to_dict)
 from vitlib.config import Config, TrainParams, load_config, parse_config, parse_overrides
@@ -121,11 +124,12 @@ def make_scheduler(optimizer, tp: TrainParams, steps_per_epoch: int):
     if tp.scheduler == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="min", factor=tp.plateau_factor, patience=tp.plateau_patience)
-    total = max(1, tp.epochs * steps_per_epoch)
-    warmup = min(int(round(tp.warmup_epochs * steps_per_epoch)), total - 1)
     floor = min(tp.min_lr / tp.lr, 1.0)
 
     def factor(step: int) -> float:
+        # tp.epochs is read at every step: a time budget may re-plan it after the first epoch.
+        total = max(1, tp.epochs * steps_per_epoch)
+        warmup = min(int(round(tp.warmup_epochs * steps_per_epoch)), total - 1)
         if step < warmup:
             return (step + 1) / warmup
         if tp.scheduler == "none":
@@ -235,6 +239,9 @@ def train(config: Config | str | Path | dict, resume: bool = False, out_dir: str
 def _train(cfg: Config, dist: Dist, resume: bool, out_dir, stop_after_epochs, progress) -> dict:
     from vitlib.data import BatchLoader
     from vitlib.model import ViT
+    budget = TimeBudget(cfg.train.time_budget_min)
+    # A private copy of train_params: a time budget re-plans tp.epochs, which the schedule reads.
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train))
     tp, device = cfg.train, dist.device
     if tp.num_threads or dist.enabled:
         torch.set_num_threads(tp.num_threads or max(1, (os.cpu_count() or 1) // dist.world))
@@ -264,10 +271,13 @@ def _train(cfg: Config, dist: Dist, resume: bool, out_dir, stop_after_epochs, pr
     scheduler = make_scheduler(optimizer, tp, steps_per_epoch)
     objective = Objective(tp)
 
-    start_epoch, global_step, best, best_epoch, history = 0, 0, -1.0, 0, []
+    start_epoch, global_step, best, best_epoch, history, clock = 0, 0, -1.0, 0, [], {}
     if resume and last_path.is_file():
-        start_epoch, global_step, best, best_epoch, history = restore_training(
+        start_epoch, global_step, best, best_epoch, history, clock = restore_training(
             last_path, cfg, model, optimizer, scheduler, say)
+        if tp.time_budget_min is not None:  # keep the resumed run's plan and the time it has used
+            budget = TimeBudget(tp.time_budget_min, spent_s=clock.get("elapsed_s", 0.0))
+            tp.epochs = min(tp.epochs, clock.get("planned_epochs") or tp.epochs)
     elif resume:
         say(f"--resume: no {last_path} yet, starting from scratch")
     elif last_path.is_file():
@@ -286,8 +296,12 @@ def _train(cfg: Config, dist: Dist, resume: bool, out_dir, stop_after_epochs, pr
             f"({getattr(train_ds, 'source', '?')}) | {dist.world} x {device.type}"
             f"{' bf16' if bf16 else ' fp32'} | {steps_per_epoch} steps/epoch | {run_dir}")
 
-    end_epoch = tp.epochs if stop_after_epochs is None else min(tp.epochs, start_epoch + stop_after_epochs)
-    for epoch in range(start_epoch, end_epoch):
+    # A budget is planned from this process's first epochs (a resumed run keeps its stored plan).
+    cap, epoch_secs = tp.epochs, []
+    replan = tp.time_budget_min is not None and not clock.get("planned_epochs")
+    stop_at = start_epoch + stop_after_epochs if stop_after_epochs is not None else None
+    epoch, out_of_time = start_epoch, False
+    while epoch < (tp.epochs if stop_at is None else min(tp.epochs, stop_at)):
         # Per-epoch seeds: dropout and data draws depend only on (seed, epoch, rank), so a resumed
         # run, or one on another number of processes' rank r, replays exactly.
         torch.manual_seed(tp.seed * 1_000_003 + epoch * 1009 + dist.rank)
@@ -297,9 +311,13 @@ def _train(cfg: Config, dist: Dist, resume: bool, out_dir, stop_after_epochs, pr
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
         seen = 0
+        skip = min(steps_per_epoch // 4, 50)  # steps timed from here on exclude torch.compile's start
+        t_skip = t0
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{tp.epochs}", leave=False,
                    disable=not (progress and dist.main), dynamic_ncols=True, mininterval=_bar_interval())
         for i, batch in enumerate(bar):
+            if i == skip:
+                t_skip = time.perf_counter()
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 out = net(batch["image"])
@@ -319,7 +337,8 @@ def _train(cfg: Config, dist: Dist, resume: bool, out_dir, stop_after_epochs, pr
             if i % 20 == 0 or i == steps_per_epoch - 1:  # .item() syncs the GPU: not every step
                 bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.2%}",
                                 lr=f"{optimizer.param_groups[0]['lr']:.1e}", refresh=False)
-        train_s = time.perf_counter() - t0
+        t_loop = time.perf_counter()
+        train_s = t_loop - t0
         lr = optimizer.param_groups[0]["lr"]
         l_sum, c_sum, n_sum, t_sum = dist.sum([loss_sum.item(), float(correct.item()), float(seen), train_s])
         val = evaluate(model, val_loader, device, bf16, objective, dist)
@@ -333,25 +352,56 @@ def _train(cfg: Config, dist: Dist, resume: bool, out_dir, stop_after_epochs, pr
         improved = val["acc"] > best
         if improved:
             best, best_epoch = val["acc"], epoch + 1
-        if dist.main:
+        def save() -> None:
             state = training_state(cfg, model, optimizer, scheduler, epoch + 1, global_step, best,
-                                   best_epoch, history)
+                                   best_epoch, history, clock)
             save_checkpoint(state, last_path)
             if improved:
                 save_checkpoint(state, best_path)
+
+        clock = {"elapsed_s": budget.elapsed_s,
+                 "planned_epochs": None if replan and not epoch_secs else tp.epochs}
+        if dist.main:
+            save()
             write_metrics_csv(history, run_dir / "metrics.csv")
             from vitlib.viz import plot_curves
             plot_curves(history, run_dir / "curves.png", title=tp.task_name)
+        epoch_s = time.perf_counter() - t0
+        if replan:  # time this epoch (steps after compiling + bookkeeping) and fit the schedule
+            steady_s = (t_loop - t_skip) * steps_per_epoch / max(1, steps_per_epoch - skip)
+            epoch_secs.append(steady_s + time.perf_counter() - t_loop)
+            plan = budget.plan(statistics.median(epoch_secs), epoch + 1, cap)
+            plan = int(dist.sum([plan if dist.main else 0.0])[0])  # rank 0's plan on every rank
+            if plan != tp.epochs or len(epoch_secs) == 1:
+                say(f"time budget {tp.time_budget_min:g} min: epoch {epoch + 1} took {epoch_s:.1f} s "
+                    f"(~{epoch_secs[-1]:.1f} s once compiled); training {plan} epochs, the cosine "
+                    f"schedule laid over them")
+            tp.epochs = plan
+            # Refined after epochs 2 and 3 too (median speed), while the cosine has barely begun.
+            replan = len(epoch_secs) < REPLAN_EPOCHS and epoch + 1 < tp.epochs
+            clock = {"elapsed_s": budget.elapsed_s, "planned_epochs": tp.epochs}
+            if dist.main:
+                save()  # last.pt (and best.pt) now hold the plan, for --resume
+        elif tp.time_budget_min is not None and epoch + 1 < tp.epochs:  # every rank joins the sum
+            late = 0.0 if budget.fits(epoch_s) else 1.0
+            out_of_time = dist.sum([late if dist.main else 0.0])[0] > 0
+        if dist.main:
             tqdm.write(_fmt(row, tp.epochs, improved))
         dist.barrier()
+        epoch += 1
+        if out_of_time:
+            say(f"time budget {tp.time_budget_min:g} min reached: stopping after epoch {epoch} of "
+                f"{tp.epochs} (the learning rate had not reached min_lr)")
+            break
 
     if tp.save_rank_weights:  # the DDP test compares these: every rank must hold the same weights
         save_checkpoint({"model": unwrap(model).state_dict(), "vit_config": vit_config_to_dict(cfg.model)},
                         run_dir / f"rank{dist.rank}.pt")
-    if end_epoch == tp.epochs and dist.main and history:
+    if (epoch == tp.epochs or out_of_time) and dist.main and history:
         say(f"done: best val acc {best:.2%} at epoch {best_epoch}; checkpoints in {run_dir}")
     return {"model": unwrap(model), "run_dir": run_dir, "history": history, "best_metric": best,
-            "best_epoch": best_epoch, "best_path": best_path, "last_path": last_path, "bf16": bf16}
+            "best_epoch": best_epoch, "best_path": best_path, "last_path": last_path, "bf16": bf16,
+            "epochs": tp.epochs}
 
 
 # ---------------------------------------------------------------------------- CLI

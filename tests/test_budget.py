@@ -1,0 +1,93 @@
+"""train_params.time_budget_min: the epochs that fit a wall-clock budget, planned after epoch 1."""
+import math
+
+import pytest
+import torch
+import yaml
+
+from vitlib import budget as B
+from vitlib import config as C
+from vitlib.checkpoint import load_checkpoint
+from vitlib.train import main as train_main, train
+
+from test_train import CONFIGS, micro
+
+
+def test_plan_epochs_fits_the_budget():
+    # 1 epoch done in 40 s of a 300 s budget, 25 s per epoch (+2 % margin): 10 more fit (10 x 25.5 = 255)
+    assert B.plan_epochs(300, 40, 25, done=1, max_epochs=100) == 11
+    assert B.plan_epochs(300, 40, 25, done=1, max_epochs=6) == 6        # `epochs` stays the cap
+    assert B.plan_epochs(300, 290, 25, done=1, max_epochs=100) == 1     # nothing more fits
+    assert B.plan_epochs(300, 400, 25, done=3, max_epochs=100) == 3     # over already: never below done
+    for budget, elapsed, epoch_s in [(1800, 35, 26.0), (1800, 30, 24.4), (600, 12, 3.3)]:
+        n = B.plan_epochs(budget, elapsed, epoch_s, done=1, max_epochs=10_000)
+        assert elapsed + (n - 1) * epoch_s <= budget < elapsed + n * epoch_s * 1.02 + epoch_s
+
+
+def test_time_budget_clock():
+    clock = B.TimeBudget(None)
+    assert clock.fits(1e9) and clock.plan(10.0, done=1, max_epochs=66) == 66
+    resumed = B.TimeBudget(1.0, spent_s=50.0)  # 10 s of a 60 s budget left after a --resume
+    assert 50.0 <= resumed.elapsed_s < 55.0
+    assert resumed.fits(5.0) and not resumed.fits(11.0)
+    assert resumed.plan(4.0, done=3, max_epochs=66) in (4, 5)
+
+
+@pytest.mark.parametrize("value", [0, -5, "abc", True])
+def test_bad_time_budget_is_named(value):
+    raw = yaml.safe_load((CONFIGS / "quick.yaml").read_text())
+    with pytest.raises(ValueError, match=r"train_params\.time_budget_min.*minutes"):
+        C.parse_config(C.merge(raw, {"train_params": {"time_budget_min": value}}))
+
+
+def test_cli_reports_a_bad_budget(tmp_path, capsys):
+    assert train_main(["--config", str(micro(tmp_path)), "--set", "train_params.time_budget_min=-1"]) == 2
+    assert "time_budget_min" in capsys.readouterr().err
+
+
+def test_budgeted_run_lays_the_schedule_over_the_epochs_that_fit(tmp_path, capsys):
+    # Epoch 1 of this micro run takes well under a second; 40 epochs never fit in 3 seconds.
+    cfg = micro(tmp_path, train_params={"epochs": 40, "time_budget_min": 0.05, "warmup_epochs": 1})
+    run = train(cfg, out_dir=tmp_path, progress=False)
+    n = run["epochs"]
+    assert 1 <= n < 40 and 1 <= len(run["history"]) <= n
+    assert "time budget 0.05 min" in capsys.readouterr().out
+    ckpt = load_checkpoint(run["last_path"])
+    assert ckpt["clock"]["planned_epochs"] == n and ckpt["clock"]["elapsed_s"] > 0
+    if len(run["history"]) == n and n > 1:  # not stopped early: the cosine reached its floor
+        assert math.isclose(run["history"][-1]["lr"], 1e-5, rel_tol=1e-6)
+
+
+def test_resume_keeps_the_plan_bit_for_bit(tmp_path, monkeypatch):
+    # The plan depends on the clock, so fix it (3 of at most 10 epochs); the resumed run must keep
+    # the checkpoint's plan rather than re-plan, and end where an uninterrupted run ends.
+    cfg = micro(tmp_path, train_params={"epochs": 10, "time_budget_min": 60, "warmup_epochs": 1})
+    monkeypatch.setattr(B.TimeBudget, "plan", lambda self, epoch_s, done, max_epochs: 3)
+    full = train(cfg, out_dir=tmp_path / "a", progress=False)
+    half = train(cfg, out_dir=tmp_path / "b", progress=False, stop_after_epochs=1)
+    assert full["epochs"] == half["epochs"] == 3 and len(half["history"]) == 1
+    monkeypatch.undo()  # a re-plan would now keep all 10 epochs
+    resumed = train(cfg, out_dir=tmp_path / "b", resume=True, progress=False)
+    assert resumed["epochs"] == 3 and [r["epoch"] for r in resumed["history"]] == [1, 2, 3]
+    assert math.isclose(resumed["history"][-1]["lr"], 1e-5, rel_tol=1e-6)
+    a, b = full["model"].state_dict(), resumed["model"].state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_a_late_run_stops_at_an_epoch_boundary(tmp_path, monkeypatch, capsys):
+    # Plan 5 epochs, then pretend every later epoch would overrun: epochs 1-3 set the plan,
+    # epoch 4 is the first checked against the budget, and the run stops there.
+    cfg = micro(tmp_path, train_params={"epochs": 10, "time_budget_min": 60, "warmup_epochs": 1})
+    monkeypatch.setattr(B.TimeBudget, "plan", lambda self, epoch_s, done, max_epochs: 5)
+    monkeypatch.setattr(B.TimeBudget, "fits", lambda self, epoch_s: False)
+    run = train(cfg, out_dir=tmp_path, progress=False)
+    assert run["epochs"] == 5 and len(run["history"]) == 4
+    assert run["history"][-1]["lr"] > 1e-5  # stopped before the cosine's end
+    assert "time budget 60 min reached: stopping after epoch 4 of 5" in capsys.readouterr().out
+
+
+def test_an_unbudgeted_run_is_unchanged(tmp_path):
+    run = train(micro(tmp_path), out_dir=tmp_path, progress=False)
+    assert run["epochs"] == 2 and len(run["history"]) == 2
+    assert load_checkpoint(run["last_path"])["clock"]["planned_epochs"] == 2
