@@ -8,6 +8,7 @@ A training checkpoint is a plain dict of tensors, numbers, strings, lists and di
     rng                              torch / cuda / numpy / python / data-loader RNG states
     best_metric, best_epoch          best validation digit accuracy so far
     history                          one dict per epoch (the rows of metrics.csv)
+    clock                            seconds used and epochs planned (train_params.time_budget_min)
     config, vit_config               the YAML dict as loaded, and the model's ViTConfig as a dict
 
 The shipped model lives in vitlib/checkpoints/{name}.pt (weights + configs + metrics only).
