@@ -75,6 +75,7 @@ import torch.nn.functional as F
 from torch.testing import assert_close
 
 import vitlib.paths
+from vitlib.budget import plan_epochs
 from vitlib.checkpoint import (CHECKPOINT_DIR, load_checkpoint, load_or_train, load_pretrained,
                                model_from_checkpoint, pretrained_path)
 from vitlib.config import TrainParams, load_config, parse_config
@@ -300,8 +301,6 @@ plt.show()
 # the learning rate plotted against the clock rather than the step:
 
 # %%
-from vitlib.budget import plan_epochs
-
 fig, ax = plt.subplots(figsize=(7.5, 3.6))
 for images_per_s in (1_200, 1_800, 2_400):
     epoch_s = len(train_ds_default) / images_per_s + 1.5  # the steps, then validation and saving

@@ -1,4 +1,4 @@
-"""train_params.time_budget_min: the epochs that fit a wall-clock budget, planned after epoch 1."""
+"""train_params.time_budget_min: the epochs that fit a wall-clock budget, timed over epochs 1-3."""
 import math
 
 import pytest

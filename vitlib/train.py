@@ -297,7 +297,7 @@ def _train(cfg: Config, dist: Dist, resume: bool, out_dir, stop_after_epochs, pr
             f"{' bf16' if bf16 else ' fp32'} | {steps_per_epoch} steps/epoch | {run_dir}")
 
     # A budget is planned from this process's first epochs (a resumed run keeps its stored plan).
-    cap, epoch_secs = tp.epochs, []
+    cap, epoch_secs, book_s = tp.epochs, [], 0.0
     replan = tp.time_budget_min is not None and not clock.get("planned_epochs")
     stop_at = start_epoch + stop_after_epochs if stop_after_epochs is not None else None
     epoch, out_of_time = start_epoch, False
@@ -352,39 +352,35 @@ def _train(cfg: Config, dist: Dist, resume: bool, out_dir, stop_after_epochs, pr
         improved = val["acc"] > best
         if improved:
             best, best_epoch = val["acc"], epoch + 1
-        def save() -> None:
+        planning = replan
+        if replan:  # time this epoch and fit the schedule, before the checkpoint stores the plan
+            steady_s = (t_loop - t_skip) * steps_per_epoch / max(1, steps_per_epoch - skip)
+            # steps once compiled + validation + the last epoch's checkpoint/plot time (0 on epoch 1)
+            epoch_secs.append(steady_s + time.perf_counter() - t_loop + book_s)
+            plan = budget.plan(statistics.median(epoch_secs), epoch + 1, cap)
+            plan = int(dist.sum([plan if dist.main else 0.0])[0])  # rank 0's plan on every rank
+            if plan != tp.epochs or len(epoch_secs) == 1:
+                say(f"time budget {tp.time_budget_min:g} min: epoch {epoch + 1} took "
+                    f"~{epoch_secs[-1]:.1f} s once compiled; training {plan} epochs, the cosine "
+                    f"schedule laid over them")
+            tp.epochs = plan
+            # Refined after epochs 2 and 3 too (median speed), while the cosine has barely begun.
+            replan = len(epoch_secs) < REPLAN_EPOCHS and epoch + 1 < tp.epochs
+        if dist.main:
+            t_book = time.perf_counter()
+            clock = {"elapsed_s": budget.elapsed_s, "planned_epochs": tp.epochs}
             state = training_state(cfg, model, optimizer, scheduler, epoch + 1, global_step, best,
                                    best_epoch, history, clock)
             save_checkpoint(state, last_path)
             if improved:
                 save_checkpoint(state, best_path)
-
-        clock = {"elapsed_s": budget.elapsed_s,
-                 "planned_epochs": None if replan and not epoch_secs else tp.epochs}
-        if dist.main:
-            save()
             write_metrics_csv(history, run_dir / "metrics.csv")
             from vitlib.viz import plot_curves
             plot_curves(history, run_dir / "curves.png", title=tp.task_name)
-        epoch_s = time.perf_counter() - t0
-        if replan:  # time this epoch (steps after compiling + bookkeeping) and fit the schedule
-            steady_s = (t_loop - t_skip) * steps_per_epoch / max(1, steps_per_epoch - skip)
-            epoch_secs.append(steady_s + time.perf_counter() - t_loop)
-            plan = budget.plan(statistics.median(epoch_secs), epoch + 1, cap)
-            plan = int(dist.sum([plan if dist.main else 0.0])[0])  # rank 0's plan on every rank
-            if plan != tp.epochs or len(epoch_secs) == 1:
-                say(f"time budget {tp.time_budget_min:g} min: epoch {epoch + 1} took {epoch_s:.1f} s "
-                    f"(~{epoch_secs[-1]:.1f} s once compiled); training {plan} epochs, the cosine "
-                    f"schedule laid over them")
-            tp.epochs = plan
-            # Refined after epochs 2 and 3 too (median speed), while the cosine has barely begun.
-            replan = len(epoch_secs) < REPLAN_EPOCHS and epoch + 1 < tp.epochs
-            clock = {"elapsed_s": budget.elapsed_s, "planned_epochs": tp.epochs}
-            if dist.main:
-                save()  # last.pt (and best.pt) now hold the plan, for --resume
-        elif tp.time_budget_min is not None and epoch + 1 < tp.epochs:  # every rank joins the sum
-            late = 0.0 if budget.fits(epoch_s) else 1.0
-            out_of_time = dist.sum([late if dist.main else 0.0])[0] > 0
+            book_s = time.perf_counter() - t_book
+        if tp.time_budget_min is not None and not planning and epoch + 1 < tp.epochs:
+            late = 0.0 if budget.fits(time.perf_counter() - t0) else 1.0  # this epoch's length
+            out_of_time = dist.sum([late if dist.main else 0.0])[0] > 0    # every rank joins the sum
         if dist.main:
             tqdm.write(_fmt(row, tp.epochs, improved))
         dist.barrier()
