@@ -2,20 +2,22 @@
 
 A cosine schedule must know its length in advance, but "as many epochs as fit in 30 minutes"
 depends on the machine (this course's 2-core VM ran anywhere from 1,400 to 2,300 images/s within
-one run). So the run measures its first epoch, then fixes the number of epochs that fit and
-lays the schedule over them. The first epoch is the warm-up, before the cosine starts, so the
-plan changes nothing that already happened. The plan is refined after epochs 2 and 3 from the
-median epoch time, in case other work slowed the first; the cosine has barely moved there, so a
-new length moves the learning rate very little (by 0.04 % when 56 epochs become 60). If a later
-epoch runs slower than planned, the run stops at the last epoch boundary inside the budget (its
-learning rate then ends a little above min_lr). The converse is not caught: a machine that
-speeds up after epoch 3 finishes early (benchmarks/RESULTS.md, session 5, run 14).
+one run). So the run measures its epochs as it goes and, after every epoch, re-plans how many
+epochs fit from the median of the last three epoch times. The first plan comes after epoch 1,
+the warm-up, before the cosine has started.
+
+A new length must not make the learning rate jump. So a re-plan *anchors* the cosine where it
+is: from the current step on, its progress (0 at the end of the warm-up, 1 at min_lr) runs in a
+straight line from its present value to 1 at the new last step. A machine that speeds up gets
+more epochs, one that slows down fewer, and either way the schedule reaches min_lr on the last
+planned epoch. If nothing more fits, the run stops at that epoch boundary, its learning rate a
+little above min_lr.
 """
 from __future__ import annotations
 
 import time
 
-REPLAN_EPOCHS = 3  # epochs whose timings set the plan (the first is the warm-up)
+RECENT_EPOCHS = 3  # a plan uses the median time of this many latest epochs
 
 
 def plan_epochs(budget_s: float, elapsed_s: float, epoch_s: float, done: int, max_epochs: int,
@@ -46,6 +48,11 @@ class TimeBudget:
             return max_epochs
         return plan_epochs(self.limit_s, self.elapsed_s, epoch_s, done, max_epochs)
 
-    def fits(self, epoch_s: float) -> bool:
-        """Whether one more epoch of `epoch_s` seconds ends inside the budget."""
-        return self.limit_s is None or self.elapsed_s + epoch_s <= self.limit_s
+
+def cosine_progress(step: int, start: int, total: int, anchor: dict | None = None) -> float:
+    """How far along its cosine (0 -> 1) the schedule is at `step`: a straight line from the anchor
+    ({"step", "progress"}: where the last re-plan left it) to (`total`, 1). The line begins no
+    earlier than `start`, the end of the warm-up; without an anchor it is (step - start) / (total - start)."""
+    s0 = max(anchor["step"], start) if anchor else start
+    p0 = anchor["progress"] if anchor else 0.0
+    return min(1.0, max(0.0, p0 + (1.0 - p0) * (step - s0) / max(1, total - s0)))

@@ -8,7 +8,7 @@ A training checkpoint is a plain dict of tensors, numbers, strings, lists and di
     rng                              torch / cuda / numpy / python / data-loader RNG states
     best_metric, best_epoch          best validation digit accuracy so far
     history                          one dict per epoch (the rows of metrics.csv)
-    clock                            seconds used and epochs planned (train_params.time_budget_min)
+    clock                            seconds used, epochs planned and the cosine's anchor (time_budget_min)
     config, vit_config               the YAML dict as loaded, and the model's ViTConfig as a dict
 
 The shipped model lives in vitlib/checkpoints/{name}.pt (weights + configs + metrics only).
@@ -193,7 +193,7 @@ def set_rng_state(state: dict) -> None:
 def training_state(cfg, model, optimizer, scheduler, epoch: int, global_step: int, best: float,
                    best_epoch: int, history: list[dict], clock: dict | None = None) -> dict:
     """Everything `--resume` needs, as plain data (see the module docstring). `clock` holds a
-    time-budgeted run's elapsed seconds and planned epochs."""
+    time-budgeted run's elapsed seconds, planned epochs and cosine anchor."""
     return {"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "epoch": epoch, "global_step": global_step,
             # the loader's order and draws are a function of (seed, epoch, rank): its state is the epoch

@@ -42,7 +42,7 @@ class TrainParams:
     batch_size: int = 128
     epochs: int = 10                   # with time_budget_min: the most epochs to train
     time_budget_min: float | None = None  # wall-clock minutes for the whole run; the schedule is laid
-                                          # over the epochs that fit (timed over epochs 1-3)
+                                          # over the epochs that fit (re-planned every epoch)
     lr: float = 1e-3
     seed: int = 1111
     ckpt_name: str = "best.pt"         # best-on-validation checkpoint; last.pt is written beside it

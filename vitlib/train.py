@@ -5,6 +5,7 @@ The original's tools/train.py, done right:
     ReduceLROnPlateau is `optimizer: adam, scheduler: plateau`);
   * the best checkpoint is chosen on a held-out validation split, not on training loss;
   * bf16 autocast where the hardware has it, label smoothing, gradient clipping;
+  * an optional wall-clock budget: the schedule is re-planned to the epochs that fit (budget.py);
   * optional texture-classification and colour-regression heads (multi-task loss);
   * checkpoints hold everything needed to resume bit for bit; metrics.csv and curves.png record
     each epoch;
@@ -28,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from vitlib.budget import REPLAN_EPOCHS, TimeBudget
+from vitlib.budget import RECENT_EPOCHS, TimeBudget, cosine_progress
 from vitlib.checkpoint import (CheckpointError, restore_training, save_checkpoint, training_state,
                                unwrap, vit_config_to_dict)
 from vitlib.config import Config, TrainParams, load_config, parse_config, parse_overrides
@@ -118,23 +119,30 @@ def make_optimizer(model: torch.nn.Module, tp: TrainParams, device: torch.device
         return cls(groups, lr=tp.lr, betas=tp.betas, foreach=True)
 
 
-def make_scheduler(optimizer, tp: TrainParams, steps_per_epoch: int):
+def schedule_span(tp: TrainParams, steps_per_epoch: int) -> tuple[int, int]:
+    """(warm-up steps, total steps) of the schedule as tp.epochs now stands."""
+    total = max(1, tp.epochs * steps_per_epoch)
+    return min(int(round(tp.warmup_epochs * steps_per_epoch)), total - 1), total
+
+
+def make_scheduler(optimizer, tp: TrainParams, steps_per_epoch: int, anchor: dict | None = None):
     """cosine / none: LambdaLR stepped every optimiser step, after a linear warm-up;
-    plateau: the original's ReduceLROnPlateau, stepped on validation loss each epoch (no warm-up)."""
+    plateau: the original's ReduceLROnPlateau, stepped on validation loss each epoch (no warm-up).
+    `anchor` ({"step", "progress"}) is where a time budget last re-planned the cosine; the training
+    loop updates it in place, and the schedule reads it, like tp.epochs, at every step."""
     if tp.scheduler == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="min", factor=tp.plateau_factor, patience=tp.plateau_patience)
     floor = min(tp.min_lr / tp.lr, 1.0)
+    anchor = {"step": 0, "progress": 0.0} if anchor is None else anchor
 
     def factor(step: int) -> float:
-        # tp.epochs is read at every step: a time budget may re-plan it after the first epoch.
-        total = max(1, tp.epochs * steps_per_epoch)
-        warmup = min(int(round(tp.warmup_epochs * steps_per_epoch)), total - 1)
+        warmup, total = schedule_span(tp, steps_per_epoch)
         if step < warmup:
             return (step + 1) / warmup
         if tp.scheduler == "none":
             return 1.0
-        progress = min((step - warmup) / max(1, total - warmup), 1.0)
+        progress = cosine_progress(step, warmup, total, anchor)
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
@@ -240,6 +248,7 @@ def _train(cfg: Config, dist: Dist, resume: bool, out_dir, stop_after_epochs, pr
     from vitlib.data import BatchLoader
     from vitlib.model import ViT
     budget = TimeBudget(cfg.train.time_budget_min)
+    cap = cfg.train.epochs  # with a budget, the most epochs it may plan
     # A private copy of train_params: a time budget re-plans tp.epochs, which the schedule reads.
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train))
     tp, device = cfg.train, dist.device
@@ -268,16 +277,18 @@ def _train(cfg: Config, dist: Dist, resume: bool, out_dir, stop_after_epochs, pr
         raise ValueError(f"{len(train_ds)} training images are fewer than one batch of {tp.batch_size} "
                          f"per process; lower train_params.batch_size or raise dataset_params.train_limit")
     optimizer = make_optimizer(model, tp, device)
-    scheduler = make_scheduler(optimizer, tp, steps_per_epoch)
+    anchor = {"step": 0, "progress": 0.0}  # where a budget last re-planned the cosine
+    scheduler = make_scheduler(optimizer, tp, steps_per_epoch, anchor)
     objective = Objective(tp)
 
     start_epoch, global_step, best, best_epoch, history, clock = 0, 0, -1.0, 0, [], {}
     if resume and last_path.is_file():
         start_epoch, global_step, best, best_epoch, history, clock = restore_training(
             last_path, cfg, model, optimizer, scheduler, say)
-        if tp.time_budget_min is not None:  # keep the resumed run's plan and the time it has used
+        if tp.time_budget_min is not None:  # go on from the resumed run's plan and time used
             budget = TimeBudget(tp.time_budget_min, spent_s=clock.get("elapsed_s", 0.0))
-            tp.epochs = min(tp.epochs, clock.get("planned_epochs") or tp.epochs)
+            tp.epochs = min(cap, clock.get("planned_epochs") or cap)
+            anchor.update(clock.get("anchor") or {})
     elif resume:
         say(f"--resume: no {last_path} yet, starting from scratch")
     elif last_path.is_file():
@@ -296,9 +307,8 @@ def _train(cfg: Config, dist: Dist, resume: bool, out_dir, stop_after_epochs, pr
             f"({getattr(train_ds, 'source', '?')}) | {dist.world} x {device.type}"
             f"{' bf16' if bf16 else ' fp32'} | {steps_per_epoch} steps/epoch | {run_dir}")
 
-    # A budget is planned from this process's first epochs (a resumed run keeps its stored plan).
-    cap, epoch_secs, book_s = tp.epochs, [], 0.0
-    replan = tp.time_budget_min is not None and not clock.get("planned_epochs")
+    # A budget re-plans after every epoch from the latest epochs' times (vitlib.budget).
+    epoch_secs, book_s = [], 0.0
     stop_at = start_epoch + stop_after_epochs if stop_after_epochs is not None else None
     epoch, out_of_time = start_epoch, False
     while epoch < (tp.epochs if stop_at is None else min(tp.epochs, stop_at)):
@@ -352,23 +362,31 @@ def _train(cfg: Config, dist: Dist, resume: bool, out_dir, stop_after_epochs, pr
         improved = val["acc"] > best
         if improved:
             best, best_epoch = val["acc"], epoch + 1
-        planning = replan
-        if replan:  # time this epoch and fit the schedule, before the checkpoint stores the plan
-            steady_s = (t_loop - t_skip) * steps_per_epoch / max(1, steps_per_epoch - skip)
-            # steps once compiled + validation + the last epoch's checkpoint/plot time (0 on epoch 1)
-            epoch_secs.append(steady_s + time.perf_counter() - t_loop + book_s)
-            plan = budget.plan(statistics.median(epoch_secs), epoch + 1, cap)
+        if tp.time_budget_min is not None:  # re-plan before the checkpoint stores the plan
+            if epoch_secs:
+                train_part = t_loop - t0
+            else:  # this process's first epoch: time the steps after torch.compile's start
+                train_part = (t_loop - t_skip) * steps_per_epoch / max(1, steps_per_epoch - skip)
+            # the steps + validation + the last epoch's checkpoint/plot time (0 on the first)
+            epoch_secs.append(train_part + time.perf_counter() - t_loop + book_s)
+            epoch_s = statistics.median(epoch_secs[-RECENT_EPOCHS:])
+            plan = budget.plan(epoch_s, epoch + 1, cap)
             plan = int(dist.sum([plan if dist.main else 0.0])[0])  # rank 0's plan on every rank
-            if plan != tp.epochs or len(epoch_secs) == 1:
-                say(f"time budget {tp.time_budget_min:g} min: epoch {epoch + 1} took "
-                    f"~{epoch_secs[-1]:.1f} s once compiled; training {plan} epochs, the cosine "
-                    f"schedule laid over them")
+            first = len(epoch_secs) == 1
+            if plan != tp.epochs:  # from here on the cosine runs on to min_lr at the new end
+                warmup, total = schedule_span(tp, steps_per_epoch)
+                anchor.update(step=global_step, progress=cosine_progress(global_step, warmup, total, anchor))
+            if first or plan != tp.epochs:
+                say(f"time budget {tp.time_budget_min:g} min: " + (
+                    f"epoch {epoch + 1} took ~{epoch_s:.1f} s once compiled; training {plan} of at most {cap} "
+                    f"epochs" if first else f"epochs now take ~{epoch_s:.1f} s; training {plan} epochs (was "
+                    f"{tp.epochs})") + ", the cosine schedule laid over them")
+            if plan == epoch + 1 < tp.epochs:  # nothing more fits before the budget runs out
+                out_of_time, cut_from = True, tp.epochs
             tp.epochs = plan
-            # Refined after epochs 2 and 3 too (median speed), while the cosine has barely begun.
-            replan = len(epoch_secs) < REPLAN_EPOCHS and epoch + 1 < tp.epochs
         if dist.main:
             t_book = time.perf_counter()
-            clock = {"elapsed_s": budget.elapsed_s, "planned_epochs": tp.epochs}
+            clock = {"elapsed_s": budget.elapsed_s, "planned_epochs": tp.epochs, "anchor": dict(anchor)}
             state = training_state(cfg, model, optimizer, scheduler, epoch + 1, global_step, best,
                                    best_epoch, history, clock)
             save_checkpoint(state, last_path)
@@ -378,16 +396,13 @@ def _train(cfg: Config, dist: Dist, resume: bool, out_dir, stop_after_epochs, pr
             from vitlib.viz import plot_curves
             plot_curves(history, run_dir / "curves.png", title=tp.task_name)
             book_s = time.perf_counter() - t_book
-        if tp.time_budget_min is not None and not planning and epoch + 1 < tp.epochs:
-            late = 0.0 if budget.fits(time.perf_counter() - t0) else 1.0  # this epoch's length
-            out_of_time = dist.sum([late if dist.main else 0.0])[0] > 0    # every rank joins the sum
         if dist.main:
             tqdm.write(_fmt(row, tp.epochs, improved))
         dist.barrier()
         epoch += 1
         if out_of_time:
             say(f"time budget {tp.time_budget_min:g} min reached: stopping after epoch {epoch} of "
-                f"{tp.epochs} (the learning rate had not reached min_lr)")
+                f"{cut_from} (the learning rate had not reached min_lr)")
             break
 
     if tp.save_rank_weights:  # the DDP test compares these: every rank must hold the same weights
@@ -397,7 +412,7 @@ def _train(cfg: Config, dist: Dist, resume: bool, out_dir, stop_after_epochs, pr
         say(f"done: best val acc {best:.2%} at epoch {best_epoch}; checkpoints in {run_dir}")
     return {"model": unwrap(model), "run_dir": run_dir, "history": history, "best_metric": best,
             "best_epoch": best_epoch, "best_path": best_path, "last_path": last_path, "bf16": bf16,
-            "epochs": tp.epochs}
+            "epochs": tp.epochs, "stopped_by_budget": out_of_time}
 
 
 # ---------------------------------------------------------------------------- CLI
