@@ -76,13 +76,15 @@ def plan_by_epoch(plans):
     return lambda self, epoch_s, done, max_epochs: plans[max(k for k in plans if k <= done)]
 
 
-def test_a_replan_keeps_the_learning_rate_continuous_and_resumes_bit_for_bit(tmp_path, monkeypatch):
+def test_a_replan_keeps_the_learning_rate_continuous_and_resumes_bit_for_bit(tmp_path, monkeypatch, capsys):
     # The plan depends on the clock, so script it: 3 epochs after epoch 1, then the machine speeds
     # up and 5 fit. The cosine, halfway at the end of epoch 2, goes on from there to min_lr at
     # epoch 5; a run stopped after epoch 2 and resumed must end where the uninterrupted one ends.
     cfg = micro(tmp_path, train_params={"epochs": 10, "time_budget_min": 60, "warmup_epochs": 1})
     monkeypatch.setattr(B.TimeBudget, "plan", plan_by_epoch({1: 3, 2: 5}))
     full = train(cfg, out_dir=tmp_path / "a", progress=False)
+    out = capsys.readouterr().out
+    assert "training 3 of at most 10 epochs" in out and "the time budget changed its plan 1 time)" in out
     half = train(cfg, out_dir=tmp_path / "b", progress=False, stop_after_epochs=2)
     assert full["epochs"] == half["epochs"] == 5 and len(half["history"]) == 2
     stopped = load_checkpoint(half["last_path"])  # re-anchored at its last step, halfway along

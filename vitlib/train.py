@@ -308,7 +308,7 @@ def _train(cfg: Config, dist: Dist, resume: bool, out_dir, stop_after_epochs, pr
             f"{' bf16' if bf16 else ' fp32'} | {steps_per_epoch} steps/epoch | {run_dir}")
 
     # A budget re-plans after every epoch from the latest epochs' times (vitlib.budget).
-    epoch_secs, book_s = [], 0.0
+    epoch_secs, book_s, replans = [], 0.0, 0
     stop_at = start_epoch + stop_after_epochs if stop_after_epochs is not None else None
     epoch, out_of_time = start_epoch, False
     while epoch < (tp.epochs if stop_at is None else min(tp.epochs, stop_at)):
@@ -372,15 +372,13 @@ def _train(cfg: Config, dist: Dist, resume: bool, out_dir, stop_after_epochs, pr
             epoch_s = statistics.median(epoch_secs[-RECENT_EPOCHS:])
             plan = budget.plan(epoch_s, epoch + 1, cap)
             plan = int(dist.sum([plan if dist.main else 0.0])[0])  # rank 0's plan on every rank
-            first = len(epoch_secs) == 1
             if plan != tp.epochs:  # from here on the cosine runs on to min_lr at the new end
                 warmup, total = schedule_span(tp, steps_per_epoch)
                 anchor.update(step=global_step, progress=cosine_progress(global_step, warmup, total, anchor))
-            if first or plan != tp.epochs:
-                say(f"time budget {tp.time_budget_min:g} min: " + (
-                    f"epoch {epoch + 1} took ~{epoch_s:.1f} s once compiled; training {plan} of at most {cap} "
-                    f"epochs" if first else f"epochs now take ~{epoch_s:.1f} s; training {plan} epochs (was "
-                    f"{tp.epochs})") + ", the cosine schedule laid over them")
+                replans += len(epoch_secs) > 1
+            if len(epoch_secs) == 1:  # later plans show in each epoch's "k/E" and in the last line
+                say(f"time budget {tp.time_budget_min:g} min: epoch {epoch + 1} took ~{epoch_s:.1f} s once "
+                    f"compiled; training {plan} of at most {cap} epochs, the cosine schedule laid over them")
             if plan == epoch + 1 < tp.epochs:  # nothing more fits before the budget runs out
                 out_of_time, cut_from = True, tp.epochs
             tp.epochs = plan
@@ -409,7 +407,8 @@ def _train(cfg: Config, dist: Dist, resume: bool, out_dir, stop_after_epochs, pr
         save_checkpoint({"model": unwrap(model).state_dict(), "vit_config": vit_config_to_dict(cfg.model)},
                         run_dir / f"rank{dist.rank}.pt")
     if (epoch == tp.epochs or out_of_time) and dist.main and history:
-        say(f"done: best val acc {best:.2%} at epoch {best_epoch}; checkpoints in {run_dir}")
+        say(f"done: best val acc {best:.2%} at epoch {best_epoch}; checkpoints in {run_dir}"
+            + (f" (the time budget changed its plan {replans} time{'s' * (replans > 1)})" if replans else ""))
     return {"model": unwrap(model), "run_dir": run_dir, "history": history, "best_metric": best,
             "best_epoch": best_epoch, "best_path": best_path, "last_path": last_path, "bf16": bf16,
             "epochs": tp.epochs, "stopped_by_budget": out_of_time}
