@@ -134,7 +134,6 @@ def make_scheduler(optimizer, tp: TrainParams, steps_per_epoch: int, anchor: dic
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="min", factor=tp.plateau_factor, patience=tp.plateau_patience)
     floor = min(tp.min_lr / tp.lr, 1.0)
-    anchor = {"step": 0, "progress": 0.0} if anchor is None else anchor
 
     def factor(step: int) -> float:
         warmup, total = schedule_span(tp, steps_per_epoch)
@@ -375,7 +374,8 @@ def _train(cfg: Config, dist: Dist, resume: bool, out_dir, stop_after_epochs, pr
             if plan != tp.epochs:  # from here on the cosine runs on to min_lr at the new end
                 warmup, total = schedule_span(tp, steps_per_epoch)
                 anchor.update(step=global_step, progress=cosine_progress(global_step, warmup, total, anchor))
-                replans += len(epoch_secs) > 1
+                if len(epoch_secs) > 1:  # the first plan is not a change of plan
+                    replans += 1
             if len(epoch_secs) == 1:  # later plans show in each epoch's "k/E" and in the last line
                 say(f"time budget {tp.time_budget_min:g} min: epoch {epoch + 1} took ~{epoch_s:.1f} s once "
                     f"compiled; training {plan} of at most {cap} epochs, the cosine schedule laid over them")
@@ -401,12 +401,11 @@ def _train(cfg: Config, dist: Dist, resume: bool, out_dir, stop_after_epochs, pr
         if out_of_time:
             say(f"time budget {tp.time_budget_min:g} min reached: stopping after epoch {epoch} of "
                 f"{cut_from} (the learning rate had not reached min_lr)")
-            break
 
     if tp.save_rank_weights:  # the DDP test compares these: every rank must hold the same weights
         save_checkpoint({"model": unwrap(model).state_dict(), "vit_config": vit_config_to_dict(cfg.model)},
                         run_dir / f"rank{dist.rank}.pt")
-    if (epoch == tp.epochs or out_of_time) and dist.main and history:
+    if epoch == tp.epochs and dist.main and history:  # (a budget stop sets tp.epochs to this epoch)
         say(f"done: best val acc {best:.2%} at epoch {best_epoch}; checkpoints in {run_dir}"
             + (f" (the time budget changed its plan {replans} time{'s' * (replans > 1)})" if replans else ""))
     return {"model": unwrap(model), "run_dir": run_dir, "history": history, "best_metric": best,
