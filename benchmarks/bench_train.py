@@ -2,6 +2,12 @@
 
     python benchmarks/bench_train.py --config seed     # the original's model, 224 px, batch 64
     python benchmarks/bench_train.py --config default  # vitlib's CPU default, 32 px, batch 128
+    python benchmarks/bench_train.py --config fine --models vitlib,vitlib-manual --compile
+                                                       # 32 px in 4 px patches (65 tokens)
+
+It first prints the CPU and the instruction sets bf16 speed depends on (AMX, AVX512-BF16, AVX2),
+and, on a CPU, what `train_params.bf16: auto` chooses for vitlib at this shape (a fresh probe,
+vitlib.runtime.resolve_precision, in eager mode, not cached).
 
 All models live in one process and are timed in alternation (round r runs every model once),
 several rounds; the table reports medians, so a burst of load from other programs hits all
@@ -10,7 +16,9 @@ torch.autocast(bfloat16) around forward and loss, with fp32 weights (mixed preci
 
 Models at the same dimensions:
   original        a faithful re-implementation of the original code (benchmarks/original_vit.py)
-  vitlib          vitlib.model.ViT with the chosen preset
+  vitlib          vitlib.model.ViT with the chosen preset, fused attention (F.scaled_dot_product_attention)
+  vitlib-manual   the same with the manual attention path (softmax(QK^T)V in two batched matmuls),
+                  which `bf16: auto` picks where the fused bf16 backward is slow
   vitlib@tv       vitlib with torchvision's architecture (heads*head_dim == emb, qkv bias, no
                   patch LayerNorms) and torchvision's weights: the apples-to-apples line
   torchvision     torchvision.models.VisionTransformer(hidden_dim=emb_dim, same heads/layers/mlp)
@@ -32,6 +40,7 @@ import platform
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 # Large activations are fresh allocations every step; backing them with 2 MB transparent huge
@@ -48,19 +57,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))   # vitlib witho
 from original_vit import OriginalViT  # noqa: E402
 
 from vitlib.model import ViT, ViTConfig, flops_per_image  # noqa: E402
+from vitlib.runtime import cpu_flags, cpu_model, resolve_precision  # noqa: E402
+
+CONFIGS = {"seed": ViTConfig.seed, "default": ViTConfig.default, "tiny": ViTConfig.tiny,
+           "fine": lambda: replace(ViTConfig.default(), patch_size=4)}  # 8x8 grid, 65 tokens
 
 
 def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    """CPU model, the instruction sets bf16 speed depends on (of vitlib.runtime.CPU_FLAGS), cores, load."""
+    flags = ", ".join(cpu_flags()) or "none of amx/avx512_bf16/avx2 reported"
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
-    amx = " (AMX-bf16)" if "amx_bf16" in flags else ""
     load = " load average %.2f %.2f %.2f" % os.getloadavg() if hasattr(os, "getloadavg") else ""
-    return f"{cpu}{amx}, {cores} cores;{load}"
+    return f"{cpu_model() or platform.machine()} [{flags}], {cores} cores;{load}"
+
+
+def auto_choice(cfg: ViTConfig, batch: int) -> str:
+    """What `bf16: auto` picks for vitlib here: a fresh probe (a temporary cache, so an old entry
+    in ~/.cache/vitlib cannot answer), which also prints the figures behind the choice."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        p = resolve_precision("auto", ViT(cfg), batch, torch.device("cpu"), cache=Path(tmp) / "p.json")
+    return str(p)
 
 
 # ------------------------------------------------------------------------------- memory
@@ -121,6 +138,8 @@ def build_models(cfg: ViTConfig, names: list[str]) -> dict[str, tuple[nn.Module,
         out["original"] = (OriginalViT(original_params(cfg)), f"{dims} {cfg.n_heads}x{hd} heads")
     if "vitlib" in names:
         out["vitlib"] = (ViT(cfg), f"{dims} {cfg.n_heads}x{hd} heads")
+    if "vitlib-manual" in names:
+        out["vitlib-manual"] = (ViT(replace(cfg, fused_attn=False)), f"{dims} {cfg.n_heads}x{hd} heads")
     if "vitlib@tv" in names or "torchvision" in names:
         if not isinstance(cfg.image_size, int) or not isinstance(cfg.patch_size, int):
             raise ValueError("torchvision's ViT needs square images and patches")
@@ -192,14 +211,14 @@ def timed(fn, steps: int, device: str) -> tuple[float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--config", default="seed", choices=["seed", "default", "tiny"])
+    ap.add_argument("--config", default="seed", choices=list(CONFIGS))
     ap.add_argument("--batch", type=int, default=None, help="default: 64 for seed (the original), 128 otherwise")
     ap.add_argument("--repeats", type=int, default=5, help="rounds over all models; medians reported")
     ap.add_argument("--steps", type=int, default=3, help="timed steps per model per round")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--dtypes", default="fp32,bf16")
-    ap.add_argument("--models", default="original,vitlib,vitlib@tv,torchvision,timm")
-    ap.add_argument("--compile", action="store_true", help="also time vitlib under torch.compile")
+    ap.add_argument("--models", default="original,vitlib,vitlib-manual,vitlib@tv,torchvision,timm")
+    ap.add_argument("--compile", action="store_true", help="also time vitlib(-manual) under torch.compile")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--no-infer", action="store_true", help="skip inference timing")
@@ -207,7 +226,7 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = getattr(ViTConfig, args.config)()
+    cfg = CONFIGS[args.config]()
     batch = args.batch or (64 if args.config == "seed" else 128)
     print(f"machine: {machine()}")
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}, "
@@ -215,14 +234,18 @@ def main() -> None:
           + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else ""))
     print(f"config {args.config}: {cfg}")
     print(f"batch {batch}, {args.repeats} rounds x {args.steps} steps, ~{3 * flops_per_image(cfg) / 1e9:.2f} "
-          f"GFLOP per training image (vitlib)\n")
+          f"GFLOP per training image (vitlib)")
+    if args.device == "cpu":
+        print(f"bf16: auto chooses {auto_choice(cfg, batch)} for vitlib here")
+    print()
 
     torch.manual_seed(0)
     models = build_models(cfg, args.models.split(","))
     runs = {}  # (name, dtype) -> dict
     for name, (model, dims) in models.items():
         for dtype in args.dtypes.split(","):
-            for comp in ([False, True] if args.compile and name == "vitlib" else [False]):
+            for comp in ([False, True] if args.compile and name.startswith("vitlib") and "@" not in name
+                         else [False]):
                 train, infer, how = make_steps(model, cfg, batch, dtype, args.device, comp)
                 label = name + ("+compile" if comp else "")
                 if comp and how != "compiled":

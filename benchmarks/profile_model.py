@@ -2,6 +2,7 @@
 
     python benchmarks/profile_model.py --config seed --dtype bf16
     python benchmarks/profile_model.py --config default --dtype bf16 --batch 128 --top 15
+    python benchmarks/profile_model.py --config default --dtype bf16 --attn fused   # the other path
 
 Each aten op's self time is put in one bucket (attention matmuls and softmax, linear layers,
 layer norms, GELU, layout copies and casts, optimizer, other elementwise), so the table answers
@@ -14,6 +15,7 @@ import argparse
 import os
 import sys
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # before torch allocates: see RESULTS.md
@@ -53,6 +55,9 @@ def main() -> None:
     ap.add_argument("--config", default="seed", choices=["seed", "default", "tiny"])
     ap.add_argument("--model", default="vitlib", choices=["vitlib", "original"])
     ap.add_argument("--dtype", default="bf16", choices=["fp32", "bf16"])
+    ap.add_argument("--attn", choices=["fused", "manual"], default=None,
+                    help="vitlib's attention path (default: manual in bf16, fused in fp32: the faster "
+                         "ones on the AMX machine of RESULTS.md; `bf16: auto` measures it per machine)")
     ap.add_argument("--batch", type=int, default=None)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--steps", type=int, default=2)
@@ -61,7 +66,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cfg = getattr(ViTConfig, args.config)()
     batch = args.batch or (64 if args.config == "seed" else 128)
-    model = ViT(cfg) if args.model == "vitlib" else OriginalViT(original_params(cfg))
+    attn = args.attn or ("manual" if args.dtype == "bf16" else "fused")
+    if args.model == "vitlib":
+        model = ViT(replace(cfg, fused_attn=attn == "fused"))
+    else:
+        model = OriginalViT(original_params(cfg))
     x, y = torch.randn(batch, cfg.in_channels, *cfg.image_hw), torch.randint(0, cfg.num_classes, (batch,))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
@@ -84,7 +93,8 @@ def main() -> None:
             totals[bucket(e.key)] += e.self_cpu_time_total
     all_ = sum(totals.values())
     ms_per_step = all_ / 1e3 / args.steps
-    print(f"{args.model} {args.config} {args.dtype} batch {batch}, {args.threads} thread(s): "
+    print(f"{args.model} {args.config} {args.dtype}" + (f" {attn} attention" if args.model == "vitlib" else "")
+          + f" batch {batch}, {args.threads} thread(s): "
           f"{ms_per_step:.0f} ms of aten op time per step (profiler on) = {batch / ms_per_step * 1e3:.0f} img/s")
     print("| where | share | ms / step |\n|---|---:|---:|")
     for b, t in sorted(totals.items(), key=lambda kv: -kv[1]):

@@ -5,12 +5,15 @@ Run by `make book` before `jupyter-book build`, from the repository root:
     python book/prebuild.py
 
 1. No CDN. The built pages must render maths and widgets with no network, so MathJax 3, the
-   ipywidgets HTML manager and require.js are fetched once from the npm registry (`npm pack`,
-   which also uses npm's own cache) into book/_build/vendor/_vendor/. _config.yml copies that
+   ipywidgets HTML manager and require.js are installed from the npm registry with
+   `npm ci --prefix book` (exact versions in book/package.json, integrity hashes in
+   book/package-lock.json, both committed) into book/node_modules/. Then only the files the
+   pages load are copied (PACKAGES) into book/_build/vendor/_vendor/. _config.yml copies that
    folder to the site root (html_extra_path) and points mathjax_path and nb_ipywidgets_js at it.
    It is not under _static/ on purpose: Jupyter Book 1 adds a <script> for every .js file in
-   _static, and the widgets would then render several times. Nothing is downloaded when the
-   pinned versions are already there. Our own small scripts (book/assets/) go there too.
+   _static, and the widgets would then render several times. `npm ci` runs only when
+   node_modules does not match the lock file (it always starts from scratch). Our own small
+   scripts (book/assets/) are copied there too.
 2. Fresh results. jupyter-cache keys a notebook's cached outputs on its own code cells only, so
    a change in vitlib/ or configs/ would otherwise leave old outputs in the book. We keep a hash
    of those files beside the cache and drop the cache when it changes.
@@ -22,40 +25,32 @@ import json
 import shutil
 import subprocess
 import sys
-import tarfile
-import tempfile
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-BUILD_DIR = REPO_ROOT / "book" / "_build"
+BOOK_DIR = REPO_ROOT / "book"
+NODE_MODULES = BOOK_DIR / "node_modules"
+BUILD_DIR = BOOK_DIR / "_build"
 VENDOR_DIR = BUILD_DIR / "vendor" / "_vendor"
 CACHE_DIR = BUILD_DIR / ".jupyter_cache"
 HASH_FILE = BUILD_DIR / ".notebook-inputs.sha256"
-ASSETS_DIR = REPO_ROOT / "book" / "assets"
+ASSETS_DIR = BOOK_DIR / "assets"
+# Written after a successful `npm ci`: the sha256 of the package-lock.json it installed.
+NPM_STAMP = ".vitbook-lock.sha256"
+# Written after the copy: a hash of the lock and PACKAGES, so that changing either copies again.
+# (Beside the execution cache's hash, not in VENDOR_DIR: that folder is published as it is.)
+VENDOR_STAMP = BUILD_DIR / ".vendored.sha256"
 
-# name -> (npm spec, sha512 integrity from the registry, {path in tarball: path under _vendor/name})
-# A path ending in "/" copies a whole folder. Bump a version together with its integrity
-# (`npm view <spec> dist.integrity`).
-PACKAGES: dict[str, tuple[str, str, dict[str, str]]] = {
-    "mathjax": (
-        "mathjax@3.2.2",
-        "sha512-Bt+SSVU8eBG27zChVewOicYs7Xsdt40qm4+UpHyX7k0/O9NliPc+x77k1/FEsPsjKPZGJvtRZM1vO+geW0OhGw==",
-        # All of es5/: the combined tex-chtml-full.js loads its fonts, and on demand the menu's
-        # accessibility extensions, from files beside it.
-        {"package/es5/": "es5/", "package/LICENSE": "LICENSE"},
-    ),
-    "html-manager": (
-        "@jupyter-widgets/html-manager@1.0.15",
-        "sha512-5thBIV6ymNgmPVOHvzx+gGy8ZSKmSazhtGw4/c4xJDVzRhG9PTeQsRjF3FUTopvFi//SABeNz1yp47bCrJ3CQA==",
-        # embed-amd.js bundles every built-in widget; the font files beside it are Font Awesome,
-        # loaded from the script's own folder for widget icons.
-        {"package/dist/": "", "package/package.json": "package.json"},
-    ),
-    "requirejs": (
-        "requirejs@2.3.8",
-        "sha512-7/cTSLOdYkNBNJcDMWf+luFvMriVm7eYxp4BcFCsAX0wF421Vyce5SXP17c+Jd5otXKGNehIonFlyQXSowL6Mw==",
-        {"package/require.js": "require.js", "package/package.json": "package.json"},
-    ),
+# folder under _vendor/ -> (npm package, {path in the package: path under _vendor/<folder>}).
+# A path ending in "/" copies a whole folder. The versions are pinned in book/package.json.
+PACKAGES: dict[str, tuple[str, dict[str, str]]] = {
+    # All of es5/: the combined tex-chtml-full.js loads its fonts, and on demand the menu's
+    # accessibility extensions, from files beside it.
+    "mathjax": ("mathjax", {"es5/": "es5/", "LICENSE": "LICENSE"}),
+    # embed-amd.js bundles every built-in widget; the font files beside it are Font Awesome,
+    # loaded from the script's own folder for widget icons.
+    "html-manager": ("@jupyter-widgets/html-manager", {"dist/": "", "package.json": "package.json"}),
+    "requirejs": ("requirejs", {"require.js": "require.js", "package.json": "package.json"}),
 }
 # Not needed in the site: source maps and the non-AMD bundles (several MB).
 SKIP_SUFFIXES = (".map", "/embed.js", "/libembed-amd.js", ".LICENSE.txt")
@@ -64,8 +59,21 @@ SKIP_SUFFIXES = (".map", "/embed.js", "/libembed-amd.js", ".LICENSE.txt")
 NOTEBOOK_INPUTS = ("vitlib", "configs")
 
 
-def _npm_pack(spec: str, integrity: str, dest: Path) -> Path:
-    """Download the package tarball for `spec` into `dest` and check its integrity."""
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def npm_ci(book_dir: Path = BOOK_DIR) -> bool:
+    """`npm ci` in book_dir unless its node_modules was installed from the same lock file.
+
+    Returns whether npm ran."""
+    lock = book_dir / "package-lock.json"
+    stamp = book_dir / "node_modules" / NPM_STAMP
+    want = _sha256(lock)
+    installed = all((book_dir / "node_modules" / package / "package.json").is_file()
+                    for package, _ in PACKAGES.values())
+    if installed and stamp.is_file() and stamp.read_text().strip() == want:
+        return False
     npm = shutil.which("npm")
     if npm is None:
         raise SystemExit(
@@ -73,63 +81,54 @@ def _npm_pack(spec: str, integrity: str, dest: Path) -> Path:
             "manager from npm so that pages need no CDN; install Node.js 18+ with npm "
             "(Debian: apt-get install -y nodejs npm) and run `make book` again."
         )
-    cmd = [npm, "pack", spec, "--json", "--prefer-offline", "--pack-destination", str(dest)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
+    cmd = [npm, "ci", "--prefix", str(book_dir), "--no-audit", "--no-fund", "--ignore-scripts"]
+    print(f"prebuild: {' '.join(['npm', *cmd[1:]])}", flush=True)
+    if subprocess.run(cmd).returncode != 0:
         raise SystemExit(
-            f"book/prebuild.py: `{' '.join(cmd[1:])}` failed (is the npm registry reachable, or "
-            f"the package in npm's cache?):\n{proc.stderr.strip()}"
+            "book/prebuild.py: `npm ci` failed (see above). Is the npm registry reachable, or "
+            "are the packages in npm's cache? Do book/package.json and package-lock.json agree?"
         )
-    info = json.loads(proc.stdout)[0]
-    if info.get("integrity") != integrity:
-        raise SystemExit(
-            f"book/prebuild.py: {spec} has integrity {info.get('integrity')}, expected {integrity}."
-            " If you bumped the version, update PACKAGES in book/prebuild.py."
-        )
-    return dest / info["filename"]
+    stamp.write_text(want + "\n")
+    return True
 
 
-def _extract(tarball: Path, mapping: dict[str, str], out: Path) -> int:
-    """Copy the mapped members of `tarball` into `out`; returns how many files were written."""
+def copy_package(package_dir: Path, mapping: dict[str, str], out: Path) -> int:
+    """Copy the mapped files of an installed npm package into `out`; returns how many."""
     n = 0
-    with tarfile.open(tarball, "r:gz") as tar:
-        for member in tar.getmembers():
-            if not member.isfile() or member.name.endswith(SKIP_SUFFIXES):
+    for src, dst in mapping.items():
+        if src.endswith("/"):
+            files = sorted(p for p in (package_dir / src).rglob("*") if p.is_file())
+            pairs = [(p, dst + p.relative_to(package_dir / src).as_posix()) for p in files]
+        else:
+            pairs = [(package_dir / src, dst)]
+        for path, rel in pairs:
+            if path.as_posix().endswith(SKIP_SUFFIXES):
                 continue
-            for src, dst in mapping.items():
-                if src.endswith("/") and member.name.startswith(src):
-                    rel = dst + member.name[len(src):]
-                elif member.name == src:
-                    rel = dst
-                else:
-                    continue
-                target = (out / rel).resolve()
-                if out.resolve() not in target.parents:  # a tarball must not write outside `out`
-                    raise SystemExit(f"book/prebuild.py: refusing to extract {member.name}")
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with tar.extractfile(member) as f:  # type: ignore[union-attr]
-                    target.write_bytes(f.read())
-                n += 1
-                break
+            if not path.is_file():
+                raise SystemExit(f"book/prebuild.py: {path} is missing; check PACKAGES against "
+                                 "the versions in book/package.json")
+            target = out / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+            n += 1
     return n
 
 
 def vendor() -> None:
-    """Make sure every package in PACKAGES is unpacked, at its pinned version, in VENDOR_DIR."""
-    VENDOR_DIR.mkdir(parents=True, exist_ok=True)
-    for name, (spec, integrity, mapping) in PACKAGES.items():
+    """Install the pinned packages (if needed) and copy their mapped files into VENDOR_DIR."""
+    npm_ci()
+    want = hashlib.sha256(((NODE_MODULES / NPM_STAMP).read_text()
+                           + json.dumps(PACKAGES, sort_keys=True)).encode()).hexdigest()
+    present = all((VENDOR_DIR / name).is_dir() for name in PACKAGES)
+    if present and VENDOR_STAMP.is_file() and VENDOR_STAMP.read_text().strip() == want:
+        return
+    for name, (package, mapping) in PACKAGES.items():
         out = VENDOR_DIR / name
-        stamp = out / ".vendored"
-        if stamp.is_file() and stamp.read_text().strip() == spec:
-            continue
         shutil.rmtree(out, ignore_errors=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            tarball = _npm_pack(spec, integrity, Path(tmp))
-            n = _extract(tarball, mapping, out)
-        if n == 0:
-            raise SystemExit(f"book/prebuild.py: nothing extracted from {spec}; check PACKAGES")
-        stamp.write_text(spec + "\n")
-        print(f"prebuild: vendored {spec} ({n} files) into {out.relative_to(REPO_ROOT)}")
+        n = copy_package(NODE_MODULES / package, mapping, out)
+        version = json.loads((NODE_MODULES / package / "package.json").read_text())["version"]
+        print(f"prebuild: vendored {package}@{version} ({n} files) into {out.relative_to(REPO_ROOT)}")
+    VENDOR_STAMP.write_text(want + "\n")
 
 
 def copy_own_assets() -> None:

@@ -46,6 +46,11 @@
 # export at the end (and `vitlib` then keeps 32 instead of 128 instances per texture class).
 # All images are $32 \times 32$ pixels (the size we train at), except one example at the
 # original project's 224 pixels.
+#
+# *Reading this in JupyterLab?* `jupyterlab-myst` renders this chapter's MyST markup there, maths
+# included, but not its citations: it does not read the book's bibliography, so a reference such as
+# {cite:p}`dosovitskiy2021vit` shows there as its key, marked "Citation Not Found". The built
+# book resolves them.
 
 # %%
 import itertools
@@ -63,10 +68,11 @@ import torch.nn.functional as F
 from IPython.display import display
 from matplotlib.patches import Rectangle
 
-import vitlib
+import vitlib.imdb
 from vitlib import paths
 from vitlib.data import BatchLoader, ColoredMNIST, composite, load_mnist
 from vitlib.imdb import ImdbColoredMNIST
+from vitlib.runtime import num_threads
 from vitlib.textures import PROCEDURAL_CLASSES, centre_resize, folder_bank, procedural_bank
 
 torch.manual_seed(0)
@@ -580,15 +586,13 @@ def best_time(fn, repeats: int = 2) -> float:
     return min(times)
 
 
-threads = torch.get_num_threads()
-torch.set_num_threads(1)
-timings = {
-    "loop over ds[i]": best_time(lambda: [train[i] for i in range(n_time)]),
-    "DataLoader (per sample)": best_time(lambda: list(torch.utils.data.DataLoader(subset, batch_size=256))),
-    "BatchLoader (get_batch)": best_time(
-        lambda: list(itertools.islice(BatchLoader(train, batch_size=256, shuffle=True), n_time // 256))),
-}
-torch.set_num_threads(threads)
+with num_threads(1):  # one thread, put back afterwards: a fair race on any machine
+    timings = {
+        "loop over ds[i]": best_time(lambda: [train[i] for i in range(n_time)]),
+        "DataLoader (per sample)": best_time(lambda: list(torch.utils.data.DataLoader(subset, batch_size=256))),
+        "BatchLoader (get_batch)": best_time(
+            lambda: list(itertools.islice(BatchLoader(train, batch_size=256, shuffle=True), n_time // 256))),
+    }
 for name, seconds in timings.items():
     print(f"{name:25s} {seconds * 1000:8.1f} ms for {n_time:,} samples  ({n_time / seconds:9,.0f} samples/s)")
 
@@ -660,7 +664,7 @@ compose(digit=7, texture="marble", red=0.1, green=0.9, blue=0.9, example=2, inst
 # the data with other tools or feed it to the original code:
 #
 # ```bash
-# python -m vitlib.data prepare --out DIR [--image-size 32] [--textures procedural|FOLDER] [--limit N]
+# python -m vitlib.imdb prepare --out DIR [--image-size 32] [--textures procedural|FOLDER] [--limit N]
 # ```
 #
 # writes
@@ -691,7 +695,7 @@ compose(digit=7, texture="marble", red=0.1, green=0.9, blue=0.9, example=2, inst
 # %%
 n_export = 20 if QUICK else 500
 with tempfile.TemporaryDirectory() as tmp:
-    vitlib.data.main(["prepare", "--out", tmp, "--limit", str(n_export), "--image-size", str(IMAGE_SIZE)])
+    vitlib.imdb.main(["prepare", "--out", tmp, "--limit", str(n_export), "--image-size", str(IMAGE_SIZE)])
     imdb = json.loads((Path(tmp) / "imdb.json").read_text())
     print("top-level keys:", list(imdb))
     print(f"{len(imdb['train_data'])} train and {len(imdb['test_data'])} test entries, "
@@ -718,7 +722,7 @@ print(f"✓ the {len(on_disk)} test samples read back from disk equal ColoredMNI
 #   of MNIST train) and `test` are fixed by the seed and use centre crops.
 # - `get_batch` and `BatchLoader` produce whole batches with tensor operations, identical to
 #   `ds[i]` on the fixed splits and much faster; training uses them.
-# - `python -m vitlib.data prepare --out DIR` writes the original's `imdb.json` format, and
+# - `python -m vitlib.imdb prepare --out DIR` writes the original's `imdb.json` format, and
 #   `ImdbColoredMNIST` reads it back.
 #
 # Next, in [chapter 2](02_patch_embedding.ipynb), we cut these images into patches: the first

@@ -39,6 +39,11 @@
 
 # %% [markdown]
 # ## Setup
+#
+# *Reading this in JupyterLab?* `jupyterlab-myst` renders this chapter's MyST markup there, maths
+# included, but not its citations: it does not read the book's bibliography, so a reference such as
+# {cite:p}`dosovitskiy2021vit` shows there as its key, marked "Citation Not Found". The built
+# book resolves them.
 
 # %%
 import math
@@ -54,6 +59,7 @@ import torch.nn.functional as F
 import vitlib.paths
 from vitlib.data import ColoredMNIST
 from vitlib.model import Attention, ViT, ViTConfig, flops_breakdown
+from vitlib.runtime import num_threads
 from vitlib.viz import to_numpy_image
 
 QUICK = vitlib.paths.is_quick()
@@ -293,7 +299,7 @@ print("✓ (B, N, D) in, (B, N, D) out; one (N, N) weight matrix per head")
 # ours, for the book's default and for the original's $8 \times 64$ heads without a $Q, K, V$ bias.
 
 # %%
-for name, c in [("default", cfg), ("original seed", ViTConfig.seed())]:
+for name, c in [("default", cfg), ("original", ViTConfig.original())]:
     torch.manual_seed(0)
     ref_manual = Attention(replace(c, fused_attn=False)).eval()
     ref_fused = Attention(replace(c, fused_attn=True)).eval()
@@ -464,7 +470,7 @@ def attention_costs(c: ViTConfig, batch: int = 128) -> dict:
 
 
 costs = {}
-for label, base in [("32 px, book default", ViTConfig.default()), ("224 px, original", ViTConfig.seed())]:
+for label, base in [("32 px, book default", ViTConfig.default()), ("224 px, original", ViTConfig.original())]:
     costs[label] = [attention_costs(replace(base, patch_size=p)) for p in (2, 4, 8, 16)]
     n0 = costs[label][0]["tokens"]
     assert flops_breakdown(replace(base, patch_size=2))["attn_scores"] == \
@@ -535,10 +541,8 @@ def best_time(fn, repeats: int) -> float:
 
 lengths = [65, 257, 1025] if QUICK else [65, 197, 257, 785, 1025, 3137]
 repeats = 3 if QUICK else 10
-threads = torch.get_num_threads()
-torch.set_num_threads(1)
 timings = []
-with torch.no_grad():
+with torch.no_grad(), num_threads(1):  # one thread, put back afterwards
     for n in lengths:
         q, k, v = torch.randn(3, 1, h, n, d).unbind(0)
         t_manual = best_time(lambda: attention(q, k, v), repeats)
@@ -546,7 +550,6 @@ with torch.no_grad():
         timings.append((n, t_manual, t_fused))
         print(f"N = {n:>5}: manual {t_manual * 1e3:8.2f} ms, fused SDPA {t_fused * 1e3:8.2f} ms, "
               f"(N, N) matrix per head {n * n * 4 / 2 ** 20:7.2f} MB")
-torch.set_num_threads(threads)
 
 # %%
 n_arr, t_man, t_fus = map(np.array, zip(*timings))

@@ -45,10 +45,16 @@
 
 # %% [markdown]
 # ## Setup
+#
+# *Reading this in JupyterLab?* `jupyterlab-myst` renders this chapter's MyST markup there, maths
+# included, but not its citations: it does not read the book's bibliography, so a reference such as
+# {cite:p}`dosovitskiy2021vit` shows there as its key, marked "Citation Not Found". The built
+# book resolves them.
 
 # %%
 import time
 from functools import lru_cache
+from pathlib import Path
 
 import ipywidgets
 import matplotlib.pyplot as plt
@@ -60,10 +66,10 @@ from torch.testing import assert_close
 
 import vitlib.paths
 from vitlib import interpret, viz
-from vitlib.checkpoint import load_or_train, load_pretrained, pretrained_path
 from vitlib.config import parse_config
 from vitlib.data import BatchLoader
-from vitlib.model import ViT
+from vitlib.hub import available_pretrained, load_or_train
+from vitlib.model import ViT, as_heads
 from vitlib.paths import REPO_ROOT
 from vitlib.train import Limited, evaluate, make_dataset
 
@@ -83,14 +89,12 @@ print(f"quick mode: {QUICK}; torch {torch.__version__}")
 # quick mode, the default model otherwise. *Load the checkpoint, else train.*
 
 # %%
-if pretrained_path("default").is_file():
-    model, info = load_pretrained("default")
-    source = f"the pretrained checkpoint vitlib/checkpoints/{pretrained_path('default').name}"
-else:
-    config_file = REPO_ROOT / "configs" / ("quick.yaml" if QUICK else "default.yaml")
-    print(f"no pretrained checkpoint: training {config_file.name} instead")
-    model, info = load_or_train(config_file)
-    source = f"a model trained with configs/{config_file.name} ({info['source']})"
+# load_or_train picks, in order: the shipped model (when it is the config's model), the config's
+# own finished run, else a fresh training run.
+config_file = "default.yaml" if not QUICK or "default" in available_pretrained() else "quick.yaml"
+model, info = load_or_train(REPO_ROOT / "configs" / config_file)
+source = (f"the pretrained checkpoint vitlib/checkpoints/{Path(info['path']).name}"
+          if info["source"] == "pretrained" else f"a model trained with configs/{config_file} ({info['source']})")
 model.eval()
 cfg = model.config
 GRID, PATCH = cfg.grid_size, cfg.patch_size          # (gh, gw) patches, pixels per patch side
@@ -115,8 +119,8 @@ print(f"{len(test_ds):,} test images from {test_ds.source}")
 
 
 def as_logits(out):
-    """The digit logits, also for models with extra texture/colour heads (a dict)."""
-    return out["number"] if isinstance(out, dict) else out
+    """The digit logits, also for models with extra texture/colour heads (vitlib.model.as_heads)."""
+    return as_heads(out)["number"]
 
 
 @torch.no_grad()

@@ -1,24 +1,31 @@
-"""Tests for the book's build helpers and its browser check.
+"""Tests for the book's build helpers and its checks.
 
 Building the real book takes minutes, so it is not done here: `make book` builds it and
-`make book-test` runs book/check_book.py on every page. These tests make sure that check
-catches what it claims to catch (on a tiny site written here, in a real headless chromium),
-that the build helper vendors safely and drops stale notebook outputs, and that the book's
-configuration is the offline, strict, cached one the build relies on.
+`make book-test` checks every page (tests/test_book_pages.py). These tests make sure those
+checks catch what they claim to catch (on a tiny site written here, in a real headless chromium,
+and with linkchecker), that the build helper vendors the pinned npm packages and drops stale
+notebook outputs, and that the book's configuration is the offline, strict, cached one the
+build relies on.
 """
 from __future__ import annotations
 
 import importlib.util
-import io
+import json
+import os
 import re
 import struct
+import subprocess
 import sys
-import tarfile
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
+
+import book_pages_plugin as checks  # tests/, on sys.path under pytest
+
+pytest_plugins = ["book_pages_plugin"]
 
 REPO = Path(__file__).resolve().parent.parent
 BOOK = REPO / "book"
@@ -29,12 +36,11 @@ CHAPTERS = ["01_dataset", "02_patch_embedding", "03_attention", "04_vit", "05_tr
 def _load(name: str):
     spec = importlib.util.spec_from_file_location(f"book_{name}", BOOK / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
 
-check_book = _load("check_book")
 prebuild = _load("prebuild")
 
 
@@ -63,8 +69,12 @@ def test_config_executes_with_cache_and_loads_nothing_from_a_cdn():
     own = {f"vitbook/{p.name}" for p in (BOOK / "assets").iterdir()}
     assert {s.removeprefix("../_vendor/") for s in scripts} <= set(provided.values()) | own
     # Widget JavaScript must not sit in a _static folder (Jupyter Book would load it twice).
-    # (The built site's own _static, under _build, holds Sphinx's scripts and is not a source.)
-    assert not [p for p in BOOK.glob("**/_static/**/*.js") if "_build" not in p.relative_to(BOOK).parts]
+    # (The built site's own _static, under _build, holds Sphinx's scripts and is not a source;
+    # node_modules is npm's, and only the files prebuild.py copies from it reach the site.)
+    static_js = [Path(d) / f for d, dirs, files in os.walk(BOOK)
+                 if not dirs.__setitem__(slice(None), [x for x in dirs if x not in ("_build", "node_modules")])
+                 for f in files if f.endswith(".js") and "_static" in Path(d).relative_to(BOOK).parts]
+    assert not static_js
 
 
 def test_make_book_builds_strictly_in_quick_mode():
@@ -74,35 +84,124 @@ def test_make_book_builds_strictly_in_quick_mode():
                    "--config book/_config.yml", "--toc book/_toc.yml", "--path-output book",
                    " -W", " -n", "--keep-going"):
         assert needle in recipe, f"`make book` lacks {needle!r}"
-    assert re.search(r"^book-test: book\n\t.*book/check_book.py", makefile, re.M)
+    # `make book-test` builds the book, then runs the page and link checks by naming their file
+    # (which is what makes them run: a pytest run over all of tests/ deselects them).
+    assert re.search(r"^book-test: book\n\t\$\(BIN\)/python -m pytest .*tests/test_book_pages\.py$",
+                     makefile, re.M)
 
 
 # --------------------------------------------------------------------------- prebuild.py
 
-def _tarball(path: Path, members: dict[str, bytes]) -> Path:
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
+def test_package_json_pins_the_vendored_packages_and_the_lock_has_their_integrity():
+    package = json.loads((BOOK / "package.json").read_text())
+    lock = json.loads((BOOK / "package-lock.json").read_text())
+    deps = package["dependencies"]
+    # Exactly the packages prebuild.py copies from, each at one exact version (no ^ or ~): the
+    # pages were checked against these files, and _config.yml names paths inside them.
+    assert set(deps) == {npm_name for npm_name, _ in prebuild.PACKAGES.values()}
+    assert deps == {"mathjax": "3.2.2", "@jupyter-widgets/html-manager": "1.0.15",
+                    "requirejs": "2.3.8"}
+    assert not package.get("devDependencies")
+    # The lock file is npm's (made by `npm install`, read by `npm ci`), in step with package.json.
+    assert lock["lockfileVersion"] >= 2 and lock["packages"][""]["dependencies"] == deps
+    for name, version in deps.items():
+        entry = lock["packages"][f"node_modules/{name}"]
+        assert entry["version"] == version
+        assert re.fullmatch(r"sha512-[A-Za-z0-9+/]{86}==", entry["integrity"]), entry
+    # Every package npm installs is locked by an integrity hash, not only the three we copy from.
+    assert all(e.get("integrity", "").startswith("sha512-")
+               for path, e in lock["packages"].items() if path and not e.get("link"))
 
 
-def test_extract_copies_only_the_mapped_files(tmp_path):
-    tgz = _tarball(tmp_path / "p.tgz", {
-        "package/dist/embed-amd.js": b"js", "package/dist/embed-amd.js.map": b"map",
-        "package/dist/font.woff2": b"font", "package/src/x.ts": b"ts", "package/LICENSE": b"L"})
+def test_node_modules_and_the_built_site_stay_out_of_git():
+    ignored = (REPO / ".gitignore").read_text().splitlines()
+    assert "book/node_modules/" in ignored and "book/_build/" in ignored
+
+
+def _fake_package(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+def test_copy_package_copies_only_the_mapped_files(tmp_path):
+    pkg = _fake_package(tmp_path / "node_modules" / "@jupyter-widgets" / "html-manager", {
+        "dist/embed-amd.js": "js", "dist/embed-amd.js.map": "map", "dist/embed.js": "cjs",
+        "dist/libembed-amd.js": "lib", "dist/embed.js.LICENSE.txt": "L", "dist/font.woff2": "font",
+        "dist/sub/icon.svg": "svg", "src/x.ts": "ts", "package.json": "{}", "README.md": "r"})
     out = tmp_path / "out"
-    n = prebuild._extract(tgz, {"package/dist/": "", "package/LICENSE": "LICENSE"}, out)
+    n = prebuild.copy_package(pkg, {"dist/": "", "package.json": "package.json"}, out)
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert n == 3 and files == ["LICENSE", "embed-amd.js", "font.woff2"]
+    assert n == 4 and files == ["embed-amd.js", "font.woff2", "package.json", "sub/icon.svg"]
+    assert (out / "sub" / "icon.svg").read_text() == "svg"
+    # A mapped file the installed version lacks is an error, not a silently missing script.
+    with pytest.raises(SystemExit, match="require.js is missing"):
+        prebuild.copy_package(pkg, {"require.js": "require.js"}, tmp_path / "out2")
 
 
-def test_extract_refuses_to_write_outside_its_folder(tmp_path):
-    tgz = _tarball(tmp_path / "evil.tgz", {"package/../../escape.js": b"x"})
-    with pytest.raises(SystemExit, match="refusing"):
-        prebuild._extract(tgz, {"package/": ""}, tmp_path / "out")
-    assert not (tmp_path / "escape.js").exists()
+def test_npm_ci_runs_only_when_the_lock_file_changed(tmp_path, monkeypatch):
+    book = tmp_path / "book"
+    book.mkdir()
+    (book / "package-lock.json").write_text('{"lockfileVersion": 3}')
+    calls = []
+
+    def fake_run(cmd, **kwargs):
+        calls.append(cmd)
+        for package, _ in prebuild.PACKAGES.values():
+            _fake_package(book / "node_modules" / package, {"package.json": "{}"})
+        return SimpleNamespace(returncode=0)
+
+    monkeypatch.setattr(prebuild.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(prebuild.subprocess, "run", fake_run)
+    assert prebuild.npm_ci(book) is True
+    assert calls == [["/usr/bin/npm", "ci", "--prefix", str(book), "--no-audit", "--no-fund",
+                      "--ignore-scripts"]]
+    assert prebuild.npm_ci(book) is False and len(calls) == 1  # same lock: nothing to do
+    (book / "package-lock.json").write_text('{"lockfileVersion": 3, "packages": {}}')
+    assert prebuild.npm_ci(book) is True and len(calls) == 2  # a new lock: install again
+    (book / "node_modules" / "requirejs" / "package.json").unlink()
+    assert prebuild.npm_ci(book) is True and len(calls) == 3  # a package gone: install again
+
+    # A failed install leaves no stamp behind, so the next build installs again.
+    (book / "package-lock.json").write_text("{}")
+    monkeypatch.setattr(prebuild.subprocess, "run",
+                        lambda cmd, **kw: calls.append(cmd) or SimpleNamespace(returncode=1))
+    for _ in range(2):
+        with pytest.raises(SystemExit, match="`npm ci` failed"):
+            prebuild.npm_ci(book)
+    assert len(calls) == 5
+    monkeypatch.setattr(prebuild.shutil, "which", lambda name: None)
+    with pytest.raises(SystemExit, match="`npm` was not found"):
+        prebuild.npm_ci(book)
+
+
+def test_vendor_copies_each_package_once_into_its_folder(tmp_path, monkeypatch):
+    nm = tmp_path / "book" / "node_modules"
+    nm.mkdir(parents=True)
+    (nm / prebuild.NPM_STAMP).write_text("lock-hash\n")
+    _fake_package(nm / "mathjax", {"es5/tex-chtml-full.js": "mj", "es5/output/chtml/fonts/a.js": "f",
+                                   "LICENSE": "A", "package.json": '{"version": "3.2.2"}'})
+    _fake_package(nm / "@jupyter-widgets" / "html-manager", {
+        "dist/embed-amd.js": "em", "dist/embed-amd.js.map": "m", "package.json": '{"version": "1"}'})
+    _fake_package(nm / "requirejs", {"require.js": "rq", "bin/r.js": "r", "package.json": '{"version": "2"}'})
+    vendor = tmp_path / "book" / "_build" / "vendor" / "_vendor"
+    for name, value in [("NODE_MODULES", nm), ("VENDOR_DIR", vendor), ("REPO_ROOT", tmp_path),
+                        ("VENDOR_STAMP", tmp_path / "book" / "_build" / ".vendored.sha256")]:
+        monkeypatch.setattr(prebuild, name, value)
+    monkeypatch.setattr(prebuild, "npm_ci", lambda: False)
+
+    prebuild.vendor()
+    files = sorted(p.relative_to(vendor).as_posix() for p in vendor.rglob("*") if p.is_file())
+    assert files == ["html-manager/embed-amd.js", "html-manager/package.json", "mathjax/LICENSE",
+                     "mathjax/es5/output/chtml/fonts/a.js", "mathjax/es5/tex-chtml-full.js",
+                     "requirejs/package.json", "requirejs/require.js"]
+    (vendor / "requirejs" / "require.js").write_text("edited")
+    prebuild.vendor()  # same lock, same mapping: nothing is copied again
+    assert (vendor / "requirejs" / "require.js").read_text() == "edited"
+    (nm / prebuild.NPM_STAMP).write_text("another-lock-hash\n")
+    prebuild.vendor()  # a new install: copied afresh
+    assert (vendor / "requirejs" / "require.js").read_text() == "rq"
 
 
 def test_stale_execution_cache_is_dropped_only_when_vitlib_changes(tmp_path, monkeypatch):
@@ -128,7 +227,7 @@ def test_stale_execution_cache_is_dropped_only_when_vitlib_changes(tmp_path, mon
     assert not cache.exists()
 
 
-# --------------------------------------------------------------------------- check_book.py
+# --------------------------------------------------------------------------- the checks
 
 def _png(width: int = 4, height: int = 3) -> bytes:
     """A valid RGB PNG, written by hand so the test needs no imaging library."""
@@ -158,7 +257,8 @@ def site(tmp_path):
         title="1. Good page — My Book", heading="1. Good page",
         body='<p id="para">Plain text costs nothing.</p><img src="../_images/fig.png">'
              '<p><a href="bad.html#faults">faults</a> <a href="#para">here</a> '
-             '<a href="https://example.org/">outside</a> <a href="../index.html">home</a></p>'
+             '<a href="https://example.org/">outside</a> <a href="../index.html">home</a> '
+             '<a href="mailto:someone@example.org">mail</a></p>'
              '<pre>echo $HOME $$ \\(x\\)</pre>'
              f'<div class="cell_output">{RENDERED}{VIEW}</div>'))
     (root / "ch" / "bad.html").write_text(PAGE.format(
@@ -167,6 +267,8 @@ def site(tmp_path):
              '<img src="../_images/missing.png"><img src="http://example.invalid/remote.png">'
              '<a href="nowhere.html">dead</a> <a href="good.html#no-such-id">dead anchor</a>'
              '<script src="https://cdn.example.invalid/lib.js"></script>'
+             # Never loaded by the browser (preload="none"), so only the page inspection sees it.
+             '<audio preload="none" src="https://media.example.invalid/a.mp3"></audio>'
              f'<div class="cell_output">{VIEW}</div>'
              f'<div class="cell_output">{RENDERED}{RENDERED}{VIEW}</div>'
              '<script>console.error("deliberate console error")</script>'
@@ -174,38 +276,60 @@ def site(tmp_path):
     return root
 
 
-def test_parse_page_reads_title_heading_ids_links_and_redirects(site):
-    page = check_book.parse_page(site / "ch" / "good.html")
+@pytest.fixture
+def served(site):
+    with checks.serve(site) as url:
+        yield url
+
+
+def test_parse_page_reads_title_heading_and_redirects(site):
+    page = checks.parse_page(site / "ch" / "good.html")
     assert page.title == "1. Good page — My Book"
     assert page.heading == "1. Good page"  # the empty <h1> and the "#" permalink are skipped
-    assert {"top", "para"} <= page.ids
-    assert "bad.html#faults" in page.links
-    assert check_book.parse_page(site / "index.html").redirect == "ch/good.html"
+    assert page.redirect is None
+    assert checks.parse_page(site / "index.html").redirect == "ch/good.html"
     (site / "x.html").write_text('<h1>Icon <img src="i.png"> and <br>text</h1><p>body</p>')
-    assert check_book.parse_page(site / "x.html").heading == "Icon and text"
+    assert checks.parse_page(site / "x.html").heading == "Icon and text"
     (site / "x.html").unlink()
-    assert check_book.list_pages(site) == ["ch/bad.html", "ch/good.html", "index.html"]
+    (site / "_static").mkdir()
+    (site / "_static" / "asset.html").write_text("<p>not a page</p>")
+    assert checks.list_pages(site) == ["ch/bad.html", "ch/good.html", "index.html"]
+    assert checks.list_pages(site / "missing") == []
 
 
-def test_check_links_finds_missing_files_and_missing_anchors(site):
-    failures = check_book.check_links(site, check_book.list_pages(site))
-    assert "ch/good.html" not in failures and "index.html" not in failures
-    bad = failures["ch/bad.html"]
-    assert any("no file ch/nowhere.html" in f for f in bad)
-    assert any("no id 'no-such-id'" in f for f in bad)
-    assert any("missing asset '../_images/missing.png'" in f for f in bad)
-    assert any("from another host: https://cdn.example.invalid/lib.js" in f for f in bad)
-    assert any("from another host: http://example.invalid/remote.png" in f for f in bad)
-    assert len(bad) == 5, bad
+def test_check_links_finds_missing_files_and_missing_anchors(site, served, tmp_path, monkeypatch):
+    # A developer's own linkchecker configuration is never read: this one would hide everything.
+    home = tmp_path / "home"
+    for rc in (home / ".linkchecker" / "linkcheckerrc", home / ".config" / "linkchecker" / "linkcheckerrc"):
+        rc.parent.mkdir(parents=True)
+        rc.write_text("[filtering]\nignore=.*\n[output]\nwarnings=0\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+
+    broken = checks.check_links(served, checks.list_pages(site))
+    assert broken == [
+        "ch/bad.html: broken link '../_images/missing.png' -> _images/missing.png: 404 File not found",
+        "ch/bad.html: broken link 'good.html#no-such-id' -> ch/good.html#no-such-id: "
+        "Anchor `no-such-id' (decoded: `no-such-id') not found.",
+        "ch/bad.html: broken link 'nowhere.html' -> ch/nowhere.html: 404 File not found",
+    ], broken
+    # The good page, its links to other hosts and to mail, and the redirect all pass. Fixed,
+    # the site has no broken link left.
+    (site / "ch" / "bad.html").write_text(PAGE.format(title="t", heading="h", body='<p id="faults">'))
+    assert checks.check_links(served, checks.list_pages(site)) == []
 
 
-def test_browser_check_passes_a_good_page_and_reports_every_fault(site, tmp_path, capsys):
+def test_browser_check_passes_a_good_page_and_reports_every_fault(site, served, new_context, tmp_path):
     shots = tmp_path / "shots"
-    results = {r.page: r for r in check_book.run_checks(site, shots, "My Book")}
+    results = {}
+    for rel in ("ch/good.html", "ch/bad.html"):
+        heading = checks.parse_page(site / rel).heading
+        page = new_context().new_page()  # a fresh context each: check_page routes its requests
+        results[rel] = checks.check_page(page, served + rel, heading, "My Book",
+                                         shots / rel.replace("/", "__").replace(".html", ".png"))
     good, bad = results["ch/good.html"], results["ch/bad.html"]
     assert good.failures == [], good.failures
-    assert (good.images, good.widgets) == ("1/1", "1/1")
-    assert results["index.html"].failures == []
+    assert (good.images, good.widgets) == (1, 1)  # it did look at them
     assert sorted(p.name for p in shots.iterdir()) == ["ch__bad.png", "ch__good.png"]
     assert (shots / "ch__good.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -217,11 +341,33 @@ def test_browser_check_passes_a_good_page_and_reports_every_fault(site, tmp_path
         "console error: deliberate console error", "script error: deliberate script error",
         "request to another host (blocked): http://example.invalid/remote.png",
         "request to another host (blocked): https://cdn.example.invalid/lib.js",
-        "no file ch/nowhere.html", "no id 'no-such-id'",
+        "loads an asset from another host: https://cdn.example.invalid/lib.js",
+        "loads an asset from another host: https://media.example.invalid/a.mp3",
     ]:
         assert expected in text, f"{expected!r} not reported; got:\n{text}"
-    assert bad.maths == "0/1" and bad.widgets == "1/2"
+    assert (bad.images, bad.maths, bad.widgets) == (2, 1, 2)
+    assert "media.example.invalid" not in "".join(f for f in bad.failures if "blocked" in f)
 
-    assert check_book.report(list(results.values())) == 1
-    out = capsys.readouterr().out
-    assert "ch/bad.html: image did not load" in out and "ch/good.html" in out
+
+def test_the_built_site_checks_run_only_when_named_and_fail_without_a_site(tmp_path):
+    # `make test` runs pytest over tests/ after `make book-test`: the page checks are left out.
+    def config(*args):
+        return SimpleNamespace(args=list(args), invocation_params=SimpleNamespace(dir=REPO))
+    assert not checks._names_pages_module(config("tests", "notebooks"))
+    assert not checks._names_pages_module(config("tests/test_book.py"))
+    assert checks._names_pages_module(config("tests/test_book_pages.py"))
+    assert checks._names_pages_module(config(f"{REPO}/tests/test_book_pages.py::test_links"))
+    assert checks.no_book_message(REPO / "book" / "_build" / "html") == (
+        "no built book in book/_build/html: run `make book` first")
+
+    # Without a built book, they fail (not skip), saying what to do, in one line.
+    missing = tmp_path / "html"
+    env = {**os.environ, "VITBOOK_HTML": str(missing)}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "tests/test_book_pages.py"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert re.search(r"^2 failed in ", out.splitlines()[-1]), out
+    assert out.splitlines().count(checks.no_book_message(missing)) == 2, out
+    assert "skipped" not in out and "error" not in out.lower(), out

@@ -1,12 +1,10 @@
 """Checkpoint I/O: atomic writes, clear errors for corrupt files and mismatched configs,
-RNG round trips, and the pretrained export / load / load_or_train path."""
-import json
+and RNG round trips (the pretrained export / load / load_or_train path: test_hub.py)."""
 import random
 
 import numpy as np
 import pytest
 import torch
-import yaml
 
 import vitlib.checkpoint as ck
 from vitlib.checkpoint import CheckpointError
@@ -96,69 +94,3 @@ def test_rng_state_roundtrip(tmp_path):
     ck.set_rng_state(ck.load_checkpoint(tmp_path / "r.pt")["rng"])
     b = (torch.rand(3), np.random.rand(3), random.random())
     assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
-
-
-def write_run(run_dir, cfg=TINY, val_acc=0.5):
-    model, state = make_ckpt(cfg, history=[{"epoch": 1, "val_acc": val_acc, "train_loss": 1.0}],
-                             best_metric=val_acc)
-    ck.save_checkpoint(state, run_dir / "best.pt")
-    (run_dir / "metrics.csv").write_text("epoch,val_acc\n1,0.5\n")
-    (run_dir / "output").mkdir()
-    (run_dir / "output" / "metrics.json").write_text(json.dumps({"test_acc": 0.6}))
-    return model
-
-
-def test_export_and_load_pretrained(tmp_path, monkeypatch):
-    monkeypatch.setattr(ck, "CHECKPOINT_DIR", tmp_path / "ckpts")
-    with pytest.raises(FileNotFoundError, match="export_pretrained"):
-        ck.load_pretrained("nope")
-    run = tmp_path / "run"
-    run.mkdir()
-    model = write_run(run)
-    out = ck.export_pretrained(run, "mini")
-    assert out == tmp_path / "ckpts" / "mini.pt"
-    assert (tmp_path / "ckpts" / "mini_metrics.csv").read_text().startswith("epoch,val_acc")
-    meta = json.loads((tmp_path / "ckpts" / "mini_metrics.json").read_text())
-    assert meta["test"] == {"test_acc": 0.6} and meta["val"]["val_acc"] == 0.5
-    assert "optimizer" not in ck.load_checkpoint(out)
-    loaded, info = ck.load_pretrained("mini")
-    assert info["metrics"]["test"]["test_acc"] == 0.6 and info["vit_config"]["emb_dim"] == 32
-    assert not loaded.training
-    for k, v in model.state_dict().items():
-        assert torch.equal(loaded.state_dict()[k], v)
-    assert ck.available_pretrained() == ["mini"]
-    # a size cap halves the file: fp16 on disk, fp32 after loading
-    ck.export_pretrained(run, "half", max_mb=0.01)
-    assert ck.load_checkpoint(tmp_path / "ckpts" / "half.pt")["model"]["head.weight"].dtype == torch.float16
-    half, _ = ck.load_pretrained("half")
-    assert half.head.weight.dtype == torch.float32
-    torch.testing.assert_close(half.head.weight, model.head.weight, atol=1e-3, rtol=1e-3)
-
-
-def micro_config(path, **model):
-    raw = {"dataset_params": {"train_limit": 256, "val_limit": 128, "test_limit": 128},
-           "model_params": {"image_height": 16, "image_width": 16, "patch_height": 4, "patch_width": 4,
-                            "emb_dim": 32, "n_layers": 1, "n_heads": 2, "ff_dim": 64, **model},
-           "train_params": {"task_name": "runs/micro", "batch_size": 64, "epochs": 1, "bf16": False,
-                            "num_threads": 1}}
-    path.write_text(yaml.safe_dump(raw))
-    return path
-
-
-def test_load_or_train(tmp_path, monkeypatch):
-    monkeypatch.setattr(ck, "CHECKPOINT_DIR", tmp_path / "ckpts")
-    cfg_path = micro_config(tmp_path / "micro.yaml")
-    out = tmp_path / "out"
-    model, info = ck.load_or_train(cfg_path, out_dir=out)
-    assert info["source"] == "trained" and (out / "runs" / "micro" / "best.pt").is_file()
-    again, info = ck.load_or_train(cfg_path, out_dir=out)  # second call: no training
-    assert info["source"] == "run"
-    for k, v in model.state_dict().items():
-        assert torch.equal(again.state_dict()[k], v)
-    ck.export_pretrained(out / "runs" / "micro", "default")
-    _, info = ck.load_or_train(cfg_path, out_dir=tmp_path / "elsewhere")
-    assert info["source"] == "pretrained"
-    # a config describing another model never gets the pretrained weights
-    other = micro_config(tmp_path / "other.yaml", emb_dim=48)
-    m, info = ck.load_or_train(other, out_dir=tmp_path / "other_out")
-    assert info["source"] == "trained" and m.config.emb_dim == 48

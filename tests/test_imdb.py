@@ -1,4 +1,4 @@
-"""The original's on-disk format: `python -m vitlib.data prepare` and ImdbColoredMNIST."""
+"""The original's on-disk format: `python -m vitlib.imdb prepare` and ImdbColoredMNIST."""
 import json
 import os
 import subprocess
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from vitlib import data
+from vitlib import imdb as imdb_module
 from vitlib.data import ColoredMNIST, load_mnist
 from vitlib.imdb import ENTRY_KEYS, ImdbColoredMNIST, prepare
 
@@ -19,7 +19,7 @@ LIMIT = 40
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     out = tmp_path_factory.mktemp("imdb")
-    data.main(["prepare", "--out", str(out), "--limit", str(LIMIT), "--image-size", "32"])
+    imdb_module.main(["prepare", "--out", str(out), "--limit", str(LIMIT), "--image-size", "32"])
     return out
 
 
@@ -72,13 +72,14 @@ def test_read_train_split(prepared):
     assert (imgs.min() >= -1) and (imgs.max() <= 1)
 
 
-def test_cli_module_entry_point(tmp_path):
+@pytest.mark.parametrize("module", ["vitlib.imdb", "vitlib.data"])  # vitlib.data: the old alias
+def test_cli_module_entry_point(tmp_path, module):
     out = tmp_path / "cli"
-    r = subprocess.run([sys.executable, "-m", "vitlib.data", "prepare", "--out", str(out), "--limit", "3"],
+    r = subprocess.run([sys.executable, "-m", module, "prepare", "--out", str(out), "--limit", "3"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    imdb = json.loads((out / "imdb.json").read_text())
-    assert len(imdb["test_data"]) == 3 and "imdb.json" in r.stdout
+    written = json.loads((out / "imdb.json").read_text())
+    assert len(written["test_data"]) == 3 and "imdb.json" in r.stdout
 
 
 def test_prepare_with_folder_textures(tmp_path):

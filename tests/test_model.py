@@ -7,6 +7,8 @@ import torch.nn as nn
 import torchvision
 from torch.utils.flop_counter import FlopCounterMode
 
+from vitlib.config import vit_config_from_params
+from vitlib.runtime import num_threads
 from vitlib.model import (MLP, Attention, Block, PatchEmbedding, ViT, ViTConfig, conv_weight_to_linear,
                           flops_breakdown, flops_per_image, interpolate_pos_embed, patchify)
 
@@ -14,10 +16,8 @@ from vitlib.model import (MLP, Attention, Block, PatchEmbedding, ViT, ViTConfig,
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """These models are tiny and the 2 cores are shared: 1 thread, restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with num_threads(1):
+        yield
 
 
 # The original implementation's config/default.yaml model_params (dropouts zeroed, bg_classes dropped).
@@ -37,8 +37,8 @@ def _randomise(module: nn.Module, seed: int = 0) -> None:
 
 
 # ------------------------------------------------------------------------- config and presets
-def test_seed_preset_has_the_originals_parameter_count():
-    model = ViT(ViTConfig.seed())
+def test_original_preset_has_the_originals_parameter_count():
+    model = ViT(ViTConfig.original())
     assert model.num_parameters() == 2_099_338
     breakdown = model.param_breakdown()
     assert sum(breakdown.values()) == 2_099_338
@@ -46,23 +46,43 @@ def test_seed_preset_has_the_originals_parameter_count():
     assert breakdown["cls_token+pos_embed"] == 128 + 197 * 128
 
 
-def test_from_model_params_with_original_keys_equals_seed():
-    assert ViTConfig.from_model_params(ORIGINAL_PARAMS) == ViTConfig.seed()
+def test_one_set_of_defaults():
+    assert ViTConfig() == ViTConfig.default()
+    # a model_params section in vitlib's names gets exactly the dataclass's defaults for the rest
+    assert vit_config_from_params({}) == ViTConfig()
+    assert vit_config_from_params({"mlp_dim": 64, "image_size": 16}) == ViTConfig(mlp_dim=64, image_size=16)
+    # the original preset is a named change to them
+    assert ViTConfig.original() == ViTConfig(image_size=224, patch_size=16, n_heads=8, head_dim=64,
+                                             qkv_bias=False, norm_eps=1e-5, pos_init_std=0.02)
+
+
+def test_original_yaml_keys_give_the_original_model():
+    # written in the original's key names, what it leaves out takes the original's values
+    assert vit_config_from_params(ORIGINAL_PARAMS) == ViTConfig.original()
     # the original YAML also carries bg_classes, which its model never used
-    assert ViTConfig.from_model_params({**ORIGINAL_PARAMS, "bg_classes": 44}) == ViTConfig.seed()
+    assert vit_config_from_params({**ORIGINAL_PARAMS, "bg_classes": 44}) == ViTConfig.original()
     # our own names mix in, and attn_drop is honoured (the original ignored it)
-    cfg = ViTConfig.from_model_params({**ORIGINAL_PARAMS, "attn_drop": 0.1, "qkv_bias": True, "pool": "mean",
-                                       "num_textures": 5, "predict_color": True, "image_width": 112})
+    cfg = vit_config_from_params({**ORIGINAL_PARAMS, "attn_drop": 0.1, "qkv_bias": True, "pool": "mean",
+                                  "num_textures": 5, "predict_color": True, "image_width": 112})
     assert (cfg.attn_dropout, cfg.qkv_bias, cfg.pool, cfg.num_textures, cfg.predict_color) == (
         0.1, True, "mean", 5, True)
     assert cfg.image_size == (224, 112) and cfg.grid_size == (14, 7)
 
 
-def test_from_model_params_unknown_key_names_it_and_lists_valid_keys():
+def test_model_params_unknown_key_names_it_and_lists_valid_keys():
     with pytest.raises(ValueError, match=r"unknown model_params key\(s\) \['emb_size'\].*ff_dim"):
-        ViTConfig.from_model_params({**ORIGINAL_PARAMS, "emb_size": 64})
+        vit_config_from_params({**ORIGINAL_PARAMS, "emb_size": 64})
     with pytest.raises(ValueError, match="both"):
-        ViTConfig.from_model_params({**ORIGINAL_PARAMS, "mlp_dim": 64})
+        vit_config_from_params({**ORIGINAL_PARAMS, "mlp_dim": 64})
+
+
+def test_from_dict_is_strict_and_fields_know_their_kind():
+    with pytest.raises(ValueError, match=r"unknown ViTConfig field\(s\) \['emb_size'\]"):
+        ViTConfig.from_dict({**ViTConfig().to_dict(), "emb_size": 3})
+    assert set(ViTConfig.fields_of_kind("train")) == {"patch_dropout", "attn_dropout", "mlp_dropout"}
+    assert set(ViTConfig.fields_of_kind("runtime")) == {"pos_init_std", "fused_attn"}
+    assert "emb_dim" in ViTConfig.fields_of_kind("arch") and len(ViTConfig.fields_of_kind(
+        "arch", "train", "runtime")) == len(ViTConfig().to_dict())
 
 
 def test_config_dict_round_trip_keeps_tuples():
@@ -230,7 +250,7 @@ def test_mean_pooling_works_and_differs_from_cls():
 
 def test_init_is_timm_like():
     torch.manual_seed(0)
-    model = ViT(ViTConfig.seed())
+    model = ViT(ViTConfig.original())
     w = model.blocks[0].mlp.fc1.weight
     assert abs(w.std().item() - 0.02) < 0.002 and w.abs().max() <= 2.0
     assert torch.all(model.blocks[0].mlp.fc1.bias == 0)
@@ -268,8 +288,8 @@ def test_flop_estimate_matches_torch_flop_counter():
     with FlopCounterMode(display=False) as counter:
         model(torch.randn(2, 3, 16, 16))
     assert counter.get_total_flops() == 2 * flops_per_image(cfg)
-    assert flops_breakdown(ViTConfig.seed())["attn_scores"] == 6 * 2 * 197 * 197 * 512
-    assert 1.2e9 < flops_per_image(ViTConfig.seed()) < 1.4e9  # ~4 GFLOP per training image
+    assert flops_breakdown(ViTConfig.original())["attn_scores"] == 6 * 2 * 197 * 197 * 512
+    assert 1.2e9 < flops_per_image(ViTConfig.original()) < 1.4e9  # ~4 GFLOP per training image
 
 
 def test_bf16_autocast_forward_on_cpu_is_close_to_fp32():

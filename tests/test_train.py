@@ -9,35 +9,30 @@ import torch
 import yaml
 
 from vitlib import config as C
+from vitlib.budget import Plan, lr_at
 from vitlib.checkpoint import load_checkpoint
 from vitlib.model import ViTConfig
-from vitlib.train import make_optimizer, make_scheduler, resolve_bf16, train
+from vitlib.train import make_optimizer, train
+
+from conftest import write_micro  # the shared micro config (tests/conftest.py)
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
 def micro(tmp_path, model=None, train_params=None, name="micro.yaml"):
-    raw = {"dataset_params": {"train_limit": 384, "val_limit": 128, "test_limit": 128},
-           "model_params": {"image_height": 16, "image_width": 16, "patch_height": 4, "patch_width": 4,
-                            "emb_dim": 32, "n_layers": 2, "n_heads": 2, "ff_dim": 64,
-                            "patch_emb_drop": 0.1, "attn_drop": 0.1, "ff_drop": 0.1, **(model or {})},
-           "train_params": {"task_name": "runs/micro", "batch_size": 64, "epochs": 2, "lr": 0.002,
-                            "bf16": False, "warmup_epochs": 0.5, "num_threads": 1, **(train_params or {})}}
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(raw))
-    return path
+    return write_micro(tmp_path, model=model, train_params=train_params, name=name)
 
 
 def arch(cfg: ViTConfig) -> dict:
-    return {k: v for k, v in dataclasses.asdict(cfg).items() if "drop" not in k and k != "fused_attn"}
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k in ViTConfig.fields_of_kind("arch")}
 
 
 def test_shipped_configs_load_and_match_the_presets():
     quick, default, seed = (C.load_config(CONFIGS / f"{n}.yaml") for n in ("quick", "default", "seed"))
     assert arch(default.model) == arch(ViTConfig.default())
-    assert arch(seed.model) == arch(ViTConfig.seed())
+    assert arch(seed.model) == arch(ViTConfig.original())
     assert seed.train.optimizer == "adam" and seed.train.scheduler == "plateau"  # the original's recipe
-    assert quick.dataset.train_limit and quick.model.image_size <= 32
+    assert quick.dataset.epoch_samples and quick.model.image_size <= 32
     assert default.model.image_size == 32 and default.dataset.train_limit is None
     for cfg in (quick, default, seed):
         assert cfg.run_dir("/x") == Path("/x") / cfg.train.task_name
@@ -81,26 +76,36 @@ def test_original_yaml_parses():
            "train_params": {"task_name": "default", "batch_size": 64, "epochs": 100, "lr": 0.001,
                             "seed": 1111, "ckpt_name": "vit_ckpt.pth"}}
     cfg = C.parse_config(raw)
-    assert arch(cfg.model) == arch(ViTConfig.seed())
+    assert arch(cfg.model) == arch(ViTConfig.original())
     assert cfg.train.ckpt_name == "vit_ckpt.pth"
 
 
 def test_warmup_cosine_schedule():
     tp = C.TrainParams(lr=1e-3, epochs=4, warmup_epochs=1, min_lr=1e-5)
-    model = torch.nn.Linear(2, 2)
-    opt = make_optimizer(model, tp, torch.device("cpu"))
-    sched = make_scheduler(opt, tp, steps_per_epoch=10)
-    lrs = []
-    for _ in range(40):
-        lrs.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
+    lrs = [lr_at(step, tp, Plan(4), steps_per_epoch=10) for step in range(40)]
     assert math.isclose(lrs[0], 1e-4) and math.isclose(lrs[9], 1e-3)        # linear warm-up
     assert all(a > b for a, b in zip(lrs[10:], lrs[11:]))                     # then strictly decaying
     assert math.isclose(lrs[25], 1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi * 15 / 30)))
+    assert math.isclose(lr_at(40, tp, Plan(4), 10), 1e-5)                      # min_lr at the plan's end
+    opt = make_optimizer(torch.nn.Linear(2, 2), tp)
     assert opt.param_groups[0]["weight_decay"] == tp.weight_decay and opt.param_groups[1]["weight_decay"] == 0
-    assert resolve_bf16("false", torch.device("cpu")) is False
-    assert isinstance(resolve_bf16("auto", torch.device("cpu")), bool)
+
+
+def test_each_step_trains_at_the_schedules_rate(tmp_path, monkeypatch):
+    """The training loop sets every optimiser step's rate to lr_at(step): a spy on the optimiser."""
+    seen = []
+    original = torch.optim.AdamW.step
+
+    def spy(self, *a, **k):
+        seen.append(self.param_groups[0]["lr"])
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", spy)
+    cfg = C.load_config(micro(tmp_path))
+    run = train(cfg, out_dir=tmp_path, progress=False)
+    steps = len(seen)
+    assert steps == 12 and run["history"][-1]["lr"] == lr_at(steps, cfg.train, Plan(2), steps // 2)
+    assert seen == [lr_at(i, cfg.train, Plan(2), steps // 2) for i in range(steps)]
 
 
 def read_csv(path):

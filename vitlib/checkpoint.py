@@ -1,38 +1,33 @@
-"""Checkpoints: atomic writes, validated loads, and the pretrained model that ships with vitlib.
+"""Checkpoints: atomic writes, validated loads, matching a checkpoint to a config, RNG states.
 
 A training checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so that
 `torch.load(weights_only=True)` can read it without running arbitrary pickled code:
 
     model, optimizer, scheduler      state dicts
     epoch, global_step               epochs finished, optimiser steps taken
-    rng                              torch / cuda / numpy / python / data-loader RNG states
+    rng                              torch / cuda / numpy / python RNG states
     best_metric, best_epoch          best validation digit accuracy so far
     history                          one dict per epoch (the rows of metrics.csv)
     clock                            seconds used, epochs planned and the cosine's anchor (time_budget_min)
     config, vit_config               the YAML dict as loaded, and the model's ViTConfig as a dict
 
-The shipped model lives in vitlib/checkpoints/{name}.pt (weights + configs + metrics only).
-Notebooks call `load_pretrained()` or `load_or_train(config_path)`.
+The pretrained models that ship with vitlib, and "load the checkpoint, else train", are in
+vitlib.hub, one layer above vitlib.train.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
-import os
 import random
-import shutil
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
-CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
-PRETRAINED_FORMAT = "vitlib-pretrained-1"
-# Fields that change how a model runs but not which weights it has: loading may ignore them.
-_RUNTIME_FIELDS = ("fused_attn", "pos_init_std")  # change neither the weights nor their shapes
+from vitlib.config import Config
+from vitlib.model import ViT, ViTConfig
+from vitlib.paths import atomic_write
+
 
 
 class CheckpointError(ValueError):
@@ -43,30 +38,9 @@ class CheckpointError(ValueError):
 
 def save_checkpoint(obj: dict, path: str | Path) -> Path:
     """torch.save `obj` to `path` atomically: a crash mid-write never leaves a half file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # The temp file sits in the same folder so os.replace is a rename, atomic on POSIX and Windows.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; a checkpoint is as readable as any file
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    try:  # make the rename itself durable; not possible on every OS, so best effort
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
-    return path
+    with atomic_write(path) as f:
+        torch.save(obj, f)
+    return Path(path)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
@@ -103,35 +77,28 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def vit_config_to_dict(cfg) -> dict:
+def vit_config_to_dict(cfg: ViTConfig) -> dict:
     return _plain(dataclasses.asdict(cfg))
 
 
-def vit_config_from_dict(d: dict):
-    from vitlib.model import ViTConfig
-    names = {f.name for f in dataclasses.fields(ViTConfig)}
-    kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
-    return ViTConfig(**kwargs)
-
-
-def config_mismatches(stored: dict, cfg, weights_only: bool = True) -> list[str]:
+def config_mismatches(stored: dict, cfg: ViTConfig, weights_only: bool = True) -> list[str]:
     """'field: checkpoint value vs config value' for every field that differs.
 
-    weights_only=True ignores fields that do not change the weights (dropout rates, fused_attn),
-    so a checkpoint trained with dropout loads into an otherwise identical eval-time config.
+    Architecture fields always count; training-only ones (dropout) too unless weights_only, so a
+    checkpoint trained with dropout loads into an otherwise identical eval-time config; runtime
+    fields (init std, attention path) never do. ViTConfig marks each field's kind.
     """
+    kinds = ("arch",) if weights_only else ("arch", "train")
     current = vit_config_to_dict(cfg)
     out = []
-    for key in sorted(set(stored) | set(current)):
-        if key in _RUNTIME_FIELDS or (weights_only and "drop" in key):
-            continue
+    for key in ViTConfig.fields_of_kind(*kinds):
         a, b = _plain(stored.get(key, "<missing>")), current.get(key, "<missing>")
         if a != b:
             out.append(f"{key}: checkpoint {a!r} vs config {b!r}")
     return out
 
 
-def check_config(ckpt: dict, cfg, path: str | Path = "checkpoint", weights_only: bool = True) -> None:
+def check_config(ckpt: dict, cfg: ViTConfig, path: str | Path = "checkpoint", weights_only: bool = True) -> None:
     """Raise CheckpointError naming every mismatched ViTConfig field."""
     diffs = config_mismatches(ckpt["vit_config"], cfg, weights_only=weights_only)
     if diffs:
@@ -146,14 +113,13 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return getattr(model, "_orig_mod", model)
 
 
-def model_from_checkpoint(ckpt: dict, cfg=None, path: str | Path = "checkpoint",
+def model_from_checkpoint(ckpt: dict, cfg: ViTConfig | None = None, path: str | Path = "checkpoint",
                           map_location: str | torch.device = "cpu"):
     """Build the ViT a checkpoint describes (checking it against `cfg` when given) and load it."""
-    from vitlib.model import ViT
     if cfg is not None:
         check_config(ckpt, cfg, path)
     else:
-        cfg = vit_config_from_dict(ckpt["vit_config"])
+        cfg = ViTConfig.from_dict(ckpt["vit_config"])
     model = ViT(cfg)
     state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
     try:
@@ -190,30 +156,36 @@ def set_rng_state(state: dict) -> None:
 
 # ---------------------------------------------------------------------------- training runs
 
-def training_state(cfg, model, optimizer, scheduler, epoch: int, global_step: int, best: float,
-                   best_epoch: int, history: list[dict], clock: dict | None = None) -> dict:
-    """Everything `--resume` needs, as plain data (see the module docstring). `clock` holds a
-    time-budgeted run's elapsed seconds, planned epochs and cosine anchor."""
+def training_state(cfg: Config, model: torch.nn.Module, optimizer: torch.optim.Optimizer, plateau: Any,
+                   epoch: int, global_step: int, best: float, best_epoch: int, history: list[dict],
+                   clock: dict) -> dict:
+    """Everything `--resume` needs, as plain data (see the module docstring). `clock` holds the
+    seconds used and the schedule's plan (vitlib.budget.Plan.to_clock); `plateau` is the original's
+    ReduceLROnPlateau, or None when the learning rate is a function of the step (lr_at)."""
     return {"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "epoch": epoch, "global_step": global_step,
-            # the loader's order and draws are a function of (seed, epoch, rank): its state is the epoch
-            "rng": {**rng_state(), "loader": {"epoch": epoch, "seed": cfg.train.seed}},
-            "best_metric": best, "best_epoch": best_epoch, "history": history, "clock": clock or {},
+            # torch's name for the steps a schedule has taken; the rest of lr_at's input is the plan
+            "scheduler": plateau.state_dict() if plateau is not None else {"last_epoch": global_step},
+            "epoch": epoch, "global_step": global_step,
+            # (the loader's order and draws are a function of (seed, epoch, rank): nothing to store)
+            "rng": rng_state(),
+            "best_metric": best, "best_epoch": best_epoch, "history": history, "clock": clock,
             "config": cfg.raw, "vit_config": vit_config_to_dict(cfg.model)}
 
 
-def restore_training(path: Path, cfg, model, optimizer, scheduler, say=print):
-    """Load a training_state into model/optimiser/scheduler and the RNGs.
+def restore_training(path: Path, cfg: Config, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                     plateau: Any, say: Callable[..., None] = print) -> dict:
+    """Load a training_state into model, optimiser (and plateau scheduler) and the RNGs.
 
-    Returns (epoch, global_step, best_metric, best_epoch, history, clock). The model config must match
-    exactly (dropout included); changed train_params are allowed but reported.
+    Returns the checkpoint's epoch, global_step, best_metric, best_epoch, history and clock. The
+    model config must match exactly (dropout included); changed train_params are allowed but reported.
     """
     # Load to the CPU: RNG states must be CPU tensors, and load_state_dict moves the rest.
     ckpt = load_checkpoint(path, map_location="cpu")
     check_config(ckpt, cfg.model, path, weights_only=False)
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
-    scheduler.load_state_dict(ckpt["scheduler"])
+    if plateau is not None:
+        plateau.load_state_dict(ckpt["scheduler"])
     set_rng_state(ckpt["rng"])
     say(f"resuming {path} after epoch {ckpt['epoch']} (best val acc {ckpt['best_metric']:.2%})")
     old, new = (ckpt.get("config") or {}).get("train_params") or {}, cfg.raw.get("train_params") or {}
@@ -221,127 +193,5 @@ def restore_training(path: Path, cfg, model, optimizer, scheduler, say=print):
     if changed:
         say(f"note: train_params changed since the checkpoint ({', '.join(changed)}); "
             f"the resumed run follows the new values")
-    return (ckpt["epoch"], ckpt["global_step"], ckpt["best_metric"], ckpt["best_epoch"], ckpt["history"],
-            ckpt.get("clock") or {})
-
-
-# ---------------------------------------------------------------------------- pretrained
-
-def available_pretrained() -> list[str]:
-    return sorted(p.stem for p in CHECKPOINT_DIR.glob("*.pt"))
-
-
-def pretrained_path(name: str = "default") -> Path:
-    return CHECKPOINT_DIR / f"{name}.pt"
-
-
-def load_pretrained(name: str = "default", map_location: str | torch.device = "cpu"):
-    """The shipped model `vitlib/checkpoints/{name}.pt` -> (ViT in eval mode, info dict).
-
-    info: config (YAML dict), vit_config, metrics ({'val': ..., 'test': ...}), history (per-epoch
-    rows), epoch, path.
-    """
-    path = pretrained_path(name)
-    if not path.is_file():
-        have = ", ".join(available_pretrained()) or "none"
-        raise FileNotFoundError(f"no pretrained checkpoint {path} (available: {have}). Train one with "
-                                f"`python -m vitlib.train --config configs/default.yaml`, then "
-                                f"`vitlib.checkpoint.export_pretrained('runs/default', '{name}')`.")
-    ckpt = load_checkpoint(path, map_location="cpu")
-    model = model_from_checkpoint(ckpt, path=path, map_location=map_location)
-    info = {k: ckpt.get(k) for k in ("config", "vit_config", "metrics", "history", "epoch",
-                                     "best_metric")}
-    info["path"] = str(path)
-    return model, info
-
-
-def export_pretrained(run_dir: str | Path, name: str = "default", dest_dir: str | Path | None = None,
-                      ckpt_name: str | None = None, max_mb: float = 10.0) -> Path:
-    """Slim a training run's best checkpoint into `{dest_dir}/{name}.pt` (+ _metrics.csv/.json).
-
-    Keeps the weights (fp32, or fp16 when fp32 would exceed `max_mb`), both configs, the per-epoch
-    history and, when `python -m vitlib.inference` has run, the test metrics. Drops the optimiser.
-    """
-    run_dir, dest = Path(run_dir), Path(dest_dir) if dest_dir is not None else CHECKPOINT_DIR
-    if ckpt_name is None:
-        ckpt_name = "best.pt"
-        if not (run_dir / ckpt_name).is_file() and (run_dir / "last.pt").is_file():
-            ckpt_name = load_checkpoint(run_dir / "last.pt")["config"].get(
-                "train_params", {}).get("ckpt_name", "best.pt")
-    ckpt = load_checkpoint(run_dir / ckpt_name)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
-    nbytes = sum(v.numel() * v.element_size() for v in state.values())
-    if nbytes > max_mb * 2**20:  # halve the file; load_pretrained casts back to fp32
-        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
-    test_json = run_dir / "output" / "metrics.json"
-    history = ckpt.get("history", [])
-    best = max(history, key=lambda r: r.get("val_acc", 0.0)) if history else {}
-    metrics = {"val": best, "test": json.loads(test_json.read_text()) if test_json.is_file() else None}
-    slim = {"format": PRETRAINED_FORMAT, "model": state, "config": ckpt["config"],
-            "vit_config": ckpt["vit_config"], "epoch": ckpt.get("epoch"),
-            "best_metric": ckpt.get("best_metric"), "history": history, "metrics": metrics}
-    out = save_checkpoint(slim, dest / f"{name}.pt")
-    if (run_dir / "metrics.csv").is_file():
-        shutil.copyfile(run_dir / "metrics.csv", dest / f"{name}_metrics.csv")
-    elif history:
-        with open(dest / f"{name}_metrics.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(history[0]))
-            w.writeheader()
-            w.writerows(history)
-    (dest / f"{name}_metrics.json").write_text(json.dumps(
-        {**metrics, "epochs": ckpt.get("epoch"), "config": ckpt["config"]}, indent=2) + "\n")
-    return out
-
-
-def load_or_train(config_path: str | Path, name: str = "default", out_dir: str | Path | None = None,
-                  overrides: dict | None = None, retrain: bool = False):
-    """Load the checkpoint, else train (for notebooks) -> (ViT in eval mode, info dict).
-
-    In order: the shipped `vitlib/checkpoints/{name}.pt` if its model config matches the config
-    file's; else this config's own run (<out_dir>/<task_name>/best.pt) if it exists and matches;
-    else train with the config and load the best checkpoint. info['source'] says which.
-    `out_dir` defaults to the repository root, so runs land in runs/<task> whatever the cwd.
-    """
-    from vitlib.config import load_config
-    from vitlib.paths import REPO_ROOT
-    cfg = load_config(config_path, overrides)
-    if not retrain and pretrained_path(name).is_file():
-        ckpt = load_checkpoint(pretrained_path(name))
-        if not config_mismatches(ckpt["vit_config"], cfg.model):
-            model, info = load_pretrained(name)
-            return model, {**info, "source": "pretrained"}
-    run_dir = cfg.run_dir(out_dir if out_dir is not None else REPO_ROOT)
-    best = run_dir / cfg.train.ckpt_name
-    if retrain or not best.is_file() or config_mismatches(load_checkpoint(best)["vit_config"], cfg.model):
-        from vitlib.train import train
-        train(cfg, out_dir=out_dir if out_dir is not None else REPO_ROOT)
-        source = "trained"
-    else:
-        source = "run"
-    ckpt = load_checkpoint(best)
-    model = model_from_checkpoint(ckpt, cfg.model, path=best)
-    info = {k: ckpt.get(k) for k in ("config", "vit_config", "history", "epoch", "best_metric")}
-    return model, {**info, "metrics": None, "path": str(best), "source": source}
-
-
-def main(argv: list[str] | None = None) -> int:
-    """python -m vitlib.checkpoint export RUN_DIR [--name default]: ship a run as the pretrained model."""
-    import argparse
-    ap = argparse.ArgumentParser(prog="python -m vitlib.checkpoint", description=main.__doc__)
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    ex = sub.add_parser("export", help="slim RUN_DIR/best.pt into vitlib/checkpoints/NAME.pt")
-    ex.add_argument("run_dir", help="a training run folder, e.g. runs/default")
-    ex.add_argument("--name", default="default")
-    ex.add_argument("--dest", default=None, help=f"folder (default {CHECKPOINT_DIR})")
-    args = ap.parse_args(argv)
-    try:
-        out = export_pretrained(args.run_dir, args.name, args.dest)
-    except (FileNotFoundError, CheckpointError) as e:
-        print(f"error: {e}")
-        return 2
-    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MB) and its _metrics.csv/.json")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    keys = ("epoch", "global_step", "best_metric", "best_epoch", "history")
+    return {**{k: ckpt[k] for k in keys}, "clock": ckpt.get("clock") or {}}

@@ -2,19 +2,24 @@
 
 A config file has the original's sections (`dataset_params`, `model_params`, `train_params`)
 plus an optional `inference_params`. `model_params` keeps the original's key names
-(n_heads, emb_dim, image_height, ...) and is parsed by `ViTConfig.from_model_params`.
+(n_heads, emb_dim, image_height, ...) and is parsed by `vit_config_from_params` below.
 Every other section is a dataclass below, so a misspelt key fails loudly, naming the key,
 instead of silently training with a default.
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import dataclasses
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
+
+from vitlib.model import ViTConfig
+from vitlib.paths import output_root
 
 SECTIONS = ("dataset_params", "model_params", "train_params", "inference_params")
 
@@ -27,7 +32,10 @@ class DatasetParams:
     seed: int = 0                      # fixes the val/test colours and textures
     val_size: int | None = None        # images held out from MNIST train (None: 5,000, or 10% offline)
     n_texture_instances: int | None = None
-    train_limit: int | None = None     # use only the first N training images (quick runs)
+    train_limit: int | None = None     # use only the first N training images
+    epoch_samples: int | None = None   # training samples per epoch: the (limited) training set is
+                                       # repeated or cut to this many, so a run's length in steps is
+                                       # the same on full MNIST and on the 3,600-image offline fallback
     val_limit: int | None = None
     test_limit: int | None = None
     aug_shift: float = 0.0             # train-time digit moves: max shift in pixels,
@@ -56,7 +64,8 @@ class TrainParams:
     plateau_patience: int = 2
     label_smoothing: float = 0.0
     grad_clip: float | None = 1.0      # max global grad norm; None/0 disables
-    bf16: str | bool = "auto"          # auto | true | false: bfloat16 autocast
+    bf16: str | bool = "auto"          # auto | true | false: bfloat16 autocast; auto times fp32 and
+                                       # bf16 on this machine and keeps the faster (vitlib.runtime)
     texture_loss_weight: float = 1.0   # only used when model_params has num_textures > 0
     color_loss_weight: float = 1.0     # only used when model_params has predict_color: true
     color_loss: str = "mse"            # mse | l1
@@ -78,15 +87,16 @@ class InferenceParams:
 class Config:
     """A parsed run config. `raw` is the YAML dict as loaded (stored in every checkpoint)."""
     dataset: DatasetParams
-    model: Any                         # vitlib.model.ViTConfig
+    model: ViTConfig
     train: TrainParams
     inference: InferenceParams
     raw: dict = field(default_factory=dict)
     path: str | None = None
 
     def run_dir(self, out: str | Path | None = None) -> Path:
-        """Where this run writes: <out or cwd>/<task_name>, like the original's task_name folder."""
-        return Path(out if out is not None else ".") / self.train.task_name
+        """Where this run writes: <out, else $VITLIB_OUT, else the cwd>/<task_name>, like the
+        original's task_name folder."""
+        return output_root(out) / self.train.task_name
 
 
 def _build(cls, section: str, values: dict | None, where: str):
@@ -110,10 +120,15 @@ def _validate(cfg: Config, where: str) -> None:
             raise ValueError(f"{where}: train_params.{key} = {getattr(t, key)!r}; "
                              f"choose one of {', '.join(allowed)}.")
     if str(t.bf16).lower() not in ("auto", "true", "false"):
-        raise ValueError(f"{where}: train_params.bf16 = {t.bf16!r}; choose auto, true or false.")
+        raise ValueError(f"{where}: train_params.bf16 = {t.bf16!r}; choose auto, true or false "
+                         f"(auto: time both on this machine and keep the faster).")
     for key in ("batch_size", "epochs", "eval_batch_size"):
         if int(getattr(t, key)) < 1:
             raise ValueError(f"{where}: train_params.{key} must be >= 1, got {getattr(t, key)}.")
+    for key in ("train_limit", "val_limit", "test_limit", "epoch_samples"):
+        v = getattr(cfg.dataset, key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f"{where}: dataset_params.{key} = {v!r}; give a whole number >= 1, or null.")
     if t.lr <= 0:
         raise ValueError(f"{where}: train_params.lr must be > 0, got {t.lr}.")
     if t.time_budget_min is not None and (isinstance(t.time_budget_min, bool) or
@@ -125,10 +140,49 @@ def _validate(cfg: Config, where: str) -> None:
         raise ValueError(f"{where}: inference_params.discard_ratio must be in [0, 1).")
 
 
+# ---------------------------------------------------------------------------- model_params
+
+# The original project's `model_params` names for ViTConfig fields (vitlib's own names work too).
+ORIGINAL_KEYS = {"ff_dim": "mlp_dim", "im_channels": "in_channels", "patch_emb_drop": "patch_dropout",
+                 "attn_drop": "attn_dropout", "ff_drop": "mlp_dropout"}
+SIZE_KEYS = {"image_size": ("image_height", "image_width"), "patch_size": ("patch_height", "patch_width")}
+IGNORED_KEYS = ("bg_classes",)  # in the original YAML, unused by its model (no texture head)
+
+
+def vit_config_from_params(params: dict[str, Any]) -> ViTConfig:
+    """A `model_params` section, in the original's key names or ours, -> ViTConfig.
+
+    Keys left out take the values of the model the section is written for. In vitlib's names
+    (mlp_dim, image_size, ...) that is ViTConfig(), the book's model, as in Python. In the original
+    project's names (ff_dim, image_height, ...) it is ViTConfig.original(): its YAML left qkv_bias,
+    norm_eps and the rest to its code, so an original YAML keeps giving the original's model.
+    Unlike the original, `attn_drop` is used; `bg_classes` is accepted and ignored, as the original
+    model did.
+    """
+    ours = {f.name for f in dataclasses.fields(ViTConfig)}
+    sizes = {k for pair in SIZE_KEYS.values() for k in pair}
+    known = ours | set(ORIGINAL_KEYS) | sizes | set(IGNORED_KEYS)
+    unknown = sorted(k for k in params if k not in known)
+    if unknown:
+        raise ValueError(f"unknown model_params key(s) {unknown}; valid keys are {sorted(known)}")
+    twice = sorted(k for k, f in ORIGINAL_KEYS.items() if k in params and f in params)
+    if twice:
+        raise ValueError(f"model_params gives both {twice} and their vitlib names "
+                         f"{[ORIGINAL_KEYS[k] for k in twice]}: keep one of each")
+    kw = {ORIGINAL_KEYS.get(k, k): v for k, v in params.items() if k not in sizes and k not in IGNORED_KEYS}
+    for name, (hk, wk) in SIZE_KEYS.items():
+        if hk in params or wk in params:
+            if name in params:
+                raise ValueError(f"give either {name} or {hk}/{wk}, not both")
+            h, w = params.get(hk, params.get(wk)), params.get(wk, params.get(hk))
+            kw[name] = int(h) if h == w else (int(h), int(w))
+    original = any(k in params for k in (*ORIGINAL_KEYS, *sizes, *IGNORED_KEYS))
+    base = ViTConfig.original() if original else ViTConfig()
+    return dataclasses.replace(base, **kw)
+
+
 def parse_config(raw: dict, where: str = "config") -> Config:
     """Turn a loaded YAML dict into a Config, failing on unknown sections or keys."""
-    from vitlib.model import ViTConfig  # deferred: config loading should stay cheap to import
-
     if not isinstance(raw, dict):
         raise ValueError(f"{where}: expected a mapping with sections {', '.join(SECTIONS)}.")
     unknown = sorted(set(raw) - set(SECTIONS))
@@ -138,7 +192,7 @@ def parse_config(raw: dict, where: str = "config") -> Config:
     if "model_params" not in raw:
         raise ValueError(f"{where}: the model_params section is missing.")
     try:
-        model = ViTConfig.from_model_params(dict(raw["model_params"] or {}))
+        model = vit_config_from_params(dict(raw["model_params"] or {}))
     except (TypeError, ValueError, KeyError) as e:
         raise ValueError(f"{where}: bad model_params: {e}") from None
     cfg = Config(dataset=_build(DatasetParams, "dataset_params", raw.get("dataset_params"), where),
@@ -192,3 +246,30 @@ def parse_overrides(items: list[str]) -> dict:
             raise ValueError(f"--set {item!r}: write section.key=value, e.g. train_params.epochs=3")
         out.setdefault(section, {})[name] = yaml.safe_load(value)
     return out
+
+
+# ---------------------------------------------------------------------------- command lines
+
+def run_arg_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The arguments every run command shares: --config, --out and --set."""
+    ap = argparse.ArgumentParser(prog=prog, description=description)
+    ap.add_argument("--config", dest="config_path", default="configs/default.yaml", help="YAML config")
+    ap.add_argument("--out", default=None, help="folder holding <task_name>/ (default: $VITLIB_OUT or cwd)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="override a config value, e.g. --set train_params.epochs=3 (repeatable)")
+    return ap
+
+
+def run_cli(ap: argparse.ArgumentParser, run: Callable[[Config, argparse.Namespace], Any],
+            argv: list[str] | None = None) -> int:
+    """Parse argv, load the config with its --set overrides and call run(cfg, args). A bad config,
+    a missing file or an unusable checkpoint (a ValueError) is one 'error:' line and exit code 2."""
+    args = ap.parse_args(argv)
+    import matplotlib
+    matplotlib.use("Agg")  # command lines only write PNGs; they never need a display
+    try:
+        run(load_config(args.config_path, parse_overrides(args.overrides)), args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0

@@ -9,16 +9,14 @@ Two paths share one implementation (torch ops on batches):
   ds.get_batch(idx)     whole batches at once; BatchLoader iterates these and is what training uses.
 For 'val' and 'test' every per-index choice is fixed by the seed, so ds[i] == ds.get_batch([i]).
 
-    python -m vitlib.data prepare --out DIR   writes the original's on-disk format (see vitlib.imdb)
+    python -m vitlib.imdb prepare --out DIR   writes the original's on-disk format
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import math
 import numbers
 import socket
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.error import URLError
@@ -75,6 +73,8 @@ def _torchvision_mnist(split: str, root: Path, download: bool):
     if not all(f.is_file() for f in files):
         if not download:
             return f"no MNIST files in {raw} and download=False"
+        if paths.is_offline():
+            return f"no MNIST files in {raw}, and VITLIB_OFFLINE=1 forbids downloading"
         old = socket.getdefaulttimeout()
         socket.setdefaulttimeout(5)   # torchvision tries several mirrors; fail fast when offline
         try:
@@ -240,47 +240,22 @@ def _upsample_5x5(H: int, W: int) -> torch.Tensor:
 # the dataset
 
 
-class ColoredMNIST(Dataset):
-    """Coloured MNIST on textures. ds[i] -> dict(image (3,H,W) in [-1,1], number_cls, texture_cls, color).
+class DigitsOnTextures(Dataset):
+    """Digits composited on textures, from digits and draws already chosen: the compositing half of
+    ColoredMNIST, shared with vitlib.imdb.ImdbColoredMNIST (which reads them from the original's
+    folder format). ds[i] -> dict(image (3,H,W) in [-1,1], number_cls, texture_cls, color).
 
-    split: 'train' (fresh colour, texture and random crop at every access), 'val' (held out of MNIST
-    train, 5,000 images; 10% on the fallback) or 'test'. val/test draw everything from `seed` once
-    and use centre crops, so their accuracy is comparable between runs.
-    textures: 'procedural' (default), a folder laid out as {class}/*.png, or a TextureBank.
+    fixed: (texture_cls, instance, colour) per index, or None to draw them afresh at every access;
+    crops are random only for split 'train', and `augment` moves the training digits.
     """
 
-    def __init__(self, split: str = "train", image_size: int = 32, textures="procedural",
-                 threshold: float = 50, seed: int = 0, val_size: int | None = None,
-                 root: str | Path | None = None, n_texture_instances: int | None = None,
+    def __init__(self, split: str, image_size: int, threshold: float, digits: torch.Tensor,
+                 labels: torch.Tensor, bank: TextureBank, fixed: tuple | None, source: str,
                  augment: DigitAugment | None = None):
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}. Fix: use one of {SPLITS}")
-        self.augment = augment if split == "train" and augment and augment.active else None
-        if not isinstance(image_size, int) or image_size < 8:
-            raise ValueError(f"image_size={image_size!r} must be an int >= 8 (e.g. 32, or 224 as the original)")
-        check_threshold(threshold)
-        digits, labels, source = load_mnist("test" if split == "test" else "train", root)
-        keep = torch.arange(len(digits))
-        if split != "test":
-            n = len(digits)
-            val_size = (5000 if n == 60000 else n // 10) if val_size is None else val_size
-            if not 0 < val_size < n:
-                raise ValueError(f"val_size={val_size} must be between 1 and {n - 1} (MNIST train has {n})")
-            perm = torch.randperm(n, generator=torch.Generator().manual_seed(_VAL_SEED))
-            keep = perm[:val_size] if split == "val" else perm[val_size:]
-            keep = keep.sort().values
-            digits, labels = digits[keep], labels[keep]
-        self.mnist_indices = keep          # which images of the MNIST split this split holds
-        bank = get_bank(textures, image_size, seed, n_texture_instances)
-        fixed = None if split == "train" else fixed_draws(len(digits), bank, seed * 3 + SPLITS.index(split))
-        self._setup(split, image_size, threshold, digits, labels, bank, fixed, source)
-
-    def _setup(self, split, image_size, threshold, digits, labels, bank, fixed, source) -> None:
-        """State shared with vitlib.imdb.ImdbColoredMNIST. fixed: (texture_cls, instance, colour)
-        per index, or None to draw them afresh each access; crops are random only for 'train'."""
         self.split, self.image_size, self.threshold = split, int(image_size), float(threshold)
         self.digits, self.labels, self.bank, self.source = digits, labels, bank, source
         self.fixed = fixed
+        self.augment = augment if split == "train" and augment and augment.active else None
         self.texture_names: list[str] = list(bank.names)
         self.num_textures = bank.num_classes
         self._masks: torch.Tensor | None = None
@@ -324,7 +299,7 @@ class ColoredMNIST(Dataset):
             labels = {k: v.to(device) for k, v in labels.items()}
             background = background.to(device)
         masks = self.masks(idx, device)
-        if getattr(self, "augment", None) is not None:
+        if self.augment is not None:
             masks = self.augment(masks, generator)
         return {"image": blend(masks, labels["color"], background), **labels}
 
@@ -334,6 +309,41 @@ class ColoredMNIST(Dataset):
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(split={self.split!r}, n={len(self)}, image_size={self.image_size}, "
                 f"textures={self.num_textures} classes, source={self.source!r})")
+
+
+class ColoredMNIST(DigitsOnTextures):
+    """Coloured MNIST on textures. ds[i] -> dict(image (3,H,W) in [-1,1], number_cls, texture_cls, color).
+
+    split: 'train' (fresh colour, texture and random crop at every access), 'val' (held out of MNIST
+    train, 5,000 images; 10% on the fallback) or 'test'. val/test draw everything from `seed` once
+    and use centre crops, so their accuracy is comparable between runs.
+    textures: 'procedural' (default), a folder laid out as {class}/*.png, or a TextureBank.
+    """
+
+    def __init__(self, split: str = "train", image_size: int = 32, textures="procedural",
+                 threshold: float = 50, seed: int = 0, val_size: int | None = None,
+                 root: str | Path | None = None, n_texture_instances: int | None = None,
+                 augment: DigitAugment | None = None):
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}. Fix: use one of {SPLITS}")
+        if not isinstance(image_size, int) or image_size < 8:
+            raise ValueError(f"image_size={image_size!r} must be an int >= 8 (e.g. 32, or 224 as the original)")
+        check_threshold(threshold)
+        digits, labels, source = load_mnist("test" if split == "test" else "train", root)
+        keep = torch.arange(len(digits))
+        if split != "test":
+            n = len(digits)
+            val_size = (5000 if n == 60000 else n // 10) if val_size is None else val_size
+            if not 0 < val_size < n:
+                raise ValueError(f"val_size={val_size} must be between 1 and {n - 1} (MNIST train has {n})")
+            perm = torch.randperm(n, generator=torch.Generator().manual_seed(_VAL_SEED))
+            keep = perm[:val_size] if split == "val" else perm[val_size:]
+            keep = keep.sort().values
+            digits, labels = digits[keep], labels[keep]
+        self.mnist_indices = keep          # which images of the MNIST split this split holds
+        bank = get_bank(textures, image_size, seed, n_texture_instances)
+        fixed = None if split == "train" else fixed_draws(len(digits), bank, seed * 3 + SPLITS.index(split))
+        super().__init__(split, image_size, threshold, digits, labels, bank, fixed, source, augment)
 
 
 class BatchLoader:
@@ -381,24 +391,8 @@ class BatchLoader:
             yield self.ds.get_batch(shard[i:i + self.batch_size], generator=g, device=self.device)
 
 
-# ----------------------------------------------------------------------------------------------
-# CLI
-
-
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m vitlib.data", description=__doc__.split("\n")[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("prepare", help="write the original's on-disk format (images, textures, imdb.json)")
-    p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--image-size", type=int, default=32, help="image size the textures are made for")
-    p.add_argument("--textures", default="procedural", help="'procedural' or a {class}/*.png folder")
-    p.add_argument("--limit", type=int, default=None, help="write only the first N images of each split")
-    p.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
-    from vitlib.imdb import prepare   # imdb imports this module, so import it here
-    out = prepare(args.out, image_size=args.image_size, textures=args.textures, limit=args.limit, seed=args.seed)
-    print(f"wrote {out / 'imdb.json'}")
-
-
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    # `python -m vitlib.data prepare ...` is kept as an alias of `python -m vitlib.imdb prepare ...`.
+    # runpy, not an import: vitlib.imdb builds on this module, never the other way round.
+    import runpy
+    runpy.run_module("vitlib.imdb", run_name="__main__")

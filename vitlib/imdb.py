@@ -1,5 +1,7 @@
 """The original project's on-disk dataset format: write it (`prepare`) and read it back.
 
+    python -m vitlib.imdb prepare --out DIR [--image-size 32] [--textures procedural|FOLDER] [--limit N]
+
     DIR/train/images/{0..9}/*.png     the raw 28x28 MNIST digits
     DIR/test/images/{0..9}/*.png
     DIR/textures/{class}/*.png        the texture instances the entries use
@@ -16,6 +18,7 @@ fixes one colour and texture per digit (as the original's imdb did); crops stay 
 """
 from __future__ import annotations
 
+import argparse
 import json
 import warnings
 from pathlib import Path
@@ -25,7 +28,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from vitlib.data import ColoredMNIST, check_threshold, fixed_draws, load_mnist
+from vitlib.data import ColoredMNIST, DigitsOnTextures, check_threshold, fixed_draws, load_mnist
+from vitlib.paths import atomic_write_text
 from vitlib.textures import TextureBank, load_images
 
 TOP_KEYS = ("train_data", "test_data", "texture_classes_index")
@@ -70,9 +74,7 @@ def prepare(out: str | Path, image_size: int = 32, textures="procedural", limit:
                                 "color_r": r, "color_g": g, "color_b": b})
                 bar.update()
             imdb[f"{split}_data"] = entries
-    tmp = out / "imdb.json.tmp"
-    tmp.write_text(json.dumps(imdb))
-    tmp.replace(out / "imdb.json")
+    atomic_write_text(out / "imdb.json", json.dumps(imdb))
     return out
 
 
@@ -87,7 +89,7 @@ def _write(path: Path, img: np.ndarray, made: set) -> None:
 def read_imdb(root: str | Path) -> dict:
     """imdb.json, checked: clear errors for a missing folder or file and for missing keys."""
     root = Path(root)
-    fix = f"Fix: create it with `python -m vitlib.data prepare --out {root}`"
+    fix = f"Fix: create it with `python -m vitlib.imdb prepare --out {root}`"
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder {root} does not exist. {fix}")
     path = root / "imdb.json"
@@ -111,7 +113,7 @@ def read_imdb(root: str | Path) -> dict:
     return imdb
 
 
-class ImdbColoredMNIST(ColoredMNIST):
+class ImdbColoredMNIST(DigitsOnTextures):
     """A prepared folder read back as a ColoredMNIST: same sample dicts, same get_batch/BatchLoader.
 
     test: centre crop + resize of each entry's texture; train: a random crop (textures must be at
@@ -140,7 +142,7 @@ class ImdbColoredMNIST(ColoredMNIST):
         images, kept = load_images([root / p for _, p in tex])
         if not images:
             raise ValueError(f"none of the {len(tex)} texture images listed in {root / 'imdb.json'} is readable. "
-                             f"Fix: re-run `python -m vitlib.data prepare --out {root}`")
+                             f"Fix: re-run `python -m vitlib.imdb prepare --out {root}`")
         tex = [tex[k] for k in kept]
         bank = TextureBank(images, [c for c, _ in tex], names, image_size,
                            files=[str(root / p) for _, p in tex], check_crop=split == "train", allow_empty=True)
@@ -156,7 +158,7 @@ class ImdbColoredMNIST(ColoredMNIST):
             im = cv2.imread(str(root / e["digit_image"]), cv2.IMREAD_GRAYSCALE)
             if im is None or im.shape != (28, 28):
                 raise ValueError(f"digit image {root / e['digit_image']} is missing, unreadable or not 28x28. "
-                                 f"Fix: re-run `python -m vitlib.data prepare --out {root}`")
+                                 f"Fix: re-run `python -m vitlib.imdb prepare --out {root}`")
             digits[j] = im
         try:
             labels = torch.tensor([int(e["digit_name"]) for e in entries])
@@ -165,5 +167,25 @@ class ImdbColoredMNIST(ColoredMNIST):
             raise ValueError(f"{root / 'imdb.json'}: digit_name must be 0-9 and colours numbers ({err})") from None
         cls = torch.tensor([index[e["texture_name"]] for e in entries])
         inst = torch.tensor([slot[e["texture_image"]] for e in entries])
-        self._setup(split, image_size, threshold, torch.from_numpy(digits), labels, bank,
-                    (cls, inst, color), f"imdb ({root})")
+        super().__init__(split, image_size, threshold, torch.from_numpy(digits), labels, bank,
+                         (cls, inst, color), f"imdb ({root})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m vitlib.imdb prepare --out DIR: write the original's folder format."""
+    ap = argparse.ArgumentParser(prog="python -m vitlib.imdb", description=main.__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("prepare", help="write the original's on-disk format (images, textures, imdb.json)")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--image-size", type=int, default=32, help="image size the textures are made for")
+    p.add_argument("--textures", default="procedural", help="'procedural' or a {class}/*.png folder")
+    p.add_argument("--limit", type=int, default=None, help="write only the first N images of each split")
+    p.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    out = prepare(args.out, image_size=args.image_size, textures=args.textures, limit=args.limit, seed=args.seed)
+    print(f"wrote {out / 'imdb.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

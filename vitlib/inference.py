@@ -13,38 +13,19 @@ neither, the shipped pretrained model is used if the config describes the same m
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 import torch
 
 from vitlib import interpret, viz
-from vitlib.checkpoint import (CheckpointError, config_mismatches, load_checkpoint,
-                               model_from_checkpoint, pretrained_path)
-from vitlib.config import Config, load_config, parse_config, parse_overrides
+from vitlib.config import Config, load_config, parse_config, run_arg_parser, run_cli
+from vitlib.data import BatchLoader
+from vitlib.hub import find_model
+from vitlib.model import as_heads
+from vitlib.runtime import num_threads
 from vitlib.train import Objective, evaluate, make_dataset
-
-
-def find_model(cfg: Config, run_dir: Path, ckpt: str | Path | None = None,
-               device: torch.device | str = "cpu") -> tuple[torch.nn.Module, str]:
-    """The model to evaluate and where it came from (checked against cfg's model_params)."""
-    path = Path(ckpt) if ckpt is not None else run_dir / cfg.train.ckpt_name
-    if path.is_file():
-        return model_from_checkpoint(load_checkpoint(path), cfg.model, path, device), str(path)
-    if ckpt is None and pretrained_path().is_file():
-        shipped = load_checkpoint(pretrained_path())
-        if not config_mismatches(shipped["vit_config"], cfg.model):
-            print(f"no {path}; using the shipped pretrained model {pretrained_path()}")
-            return model_from_checkpoint(shipped, cfg.model, pretrained_path(), device), str(pretrained_path())
-    raise FileNotFoundError(f"no checkpoint at {path}. Train first: python -m vitlib.train --config "
-                            f"{cfg.path or '<config>'}" + (" (with the same --out)" if ckpt is None else ""))
-
-
-def _as_number(out):
-    return out["number"] if isinstance(out, dict) else out
 
 
 def run_inference(config: Config | str | Path | dict, out_dir: str | Path | None = None,
@@ -53,23 +34,15 @@ def run_inference(config: Config | str | Path | dict, out_dir: str | Path | None
     """Test metrics + figures for a run; returns the metrics dict also written to metrics.json."""
     cfg = (config if isinstance(config, Config) else
            parse_config(config) if isinstance(config, dict) else load_config(config))
-    if out_dir is None:
-        out_dir = os.environ.get("VITLIB_OUT")
     run_dir = cfg.run_dir(out_dir)
     output = run_dir / "output"
     device = torch.device("cuda" if torch.cuda.is_available() and cfg.train.device != "cpu" else "cpu")
-    threads = torch.get_num_threads()
-    if cfg.train.num_threads:
-        torch.set_num_threads(cfg.train.num_threads)
-    try:
+    with num_threads(cfg.train.num_threads):
         return _run(cfg, run_dir, output, device, ckpt, num_images, progress)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(cfg: Config, run_dir: Path, output: Path, device: torch.device, ckpt, num_images,
          progress: bool) -> dict:
-    from vitlib.data import BatchLoader
     model, source = find_model(cfg, run_dir, ckpt, device)
     output.mkdir(parents=True, exist_ok=True)
 
@@ -101,7 +74,7 @@ def _run(cfg: Config, run_dir: Path, output: Path, device: torch.device, ckpt, n
     grid, pool = cfg.model.grid_size, cfg.model.pool
     with torch.no_grad():
         out, attn = model(batch["image"].to(device), return_attention=True)
-    pred = _as_number(out).argmax(-1).cpu()
+    pred = as_heads(out)["number"].argmax(-1).cpu()
     maps = {"original": interpret.attention_rollout(attn, "original", grid=grid, pool=pool),
             "abnar": interpret.attention_rollout(attn, "abnar", discard_ratio=cfg.inference.discard_ratio,
                                                  grid=grid, pool=pool)}
@@ -122,23 +95,11 @@ def _run(cfg: Config, run_dir: Path, output: Path, device: torch.device, ckpt, n
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m vitlib.inference", description=__doc__.split("\n")[0])
-    ap.add_argument("--config", dest="config_path", default="configs/default.yaml", help="YAML config")
-    ap.add_argument("--out", default=None, help="folder holding <task_name>/ (default: $VITLIB_OUT or cwd)")
+    ap = run_arg_parser("python -m vitlib.inference", __doc__.split("\n")[0])
     ap.add_argument("--ckpt", default=None, help="checkpoint to evaluate (default: <task_name>/<ckpt_name>)")
     ap.add_argument("--num-images", type=int, default=None, help="attention overlays to draw")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                    help="override a config value (repeatable)")
-    args = ap.parse_args(argv)
-    import matplotlib
-    matplotlib.use("Agg")
-    try:
-        cfg = load_config(args.config_path, parse_overrides(args.overrides))
-        run_inference(cfg, out_dir=args.out, ckpt=args.ckpt, num_images=args.num_images)
-    except (ValueError, FileNotFoundError, CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(ap, lambda cfg, args: run_inference(cfg, out_dir=args.out, ckpt=args.ckpt,
+                                                        num_images=args.num_images), argv)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from vitlib.checkpoint import unwrap
+
 
 def _stack(attentions) -> torch.Tensor:
     """(L, B, H, N, N) float32 on CPU from a list of per-layer tensors (or a stacked tensor)."""
@@ -104,7 +106,6 @@ def rollout_map(result: torch.Tensor, grid: tuple[int, int], pool: str = "cls") 
 
 def _pos_embed(model: torch.nn.Module) -> torch.Tensor:
     """The learned position embeddings of the patch tokens, (gh*gw, D)."""
-    from vitlib.checkpoint import unwrap
     model = unwrap(model)
     gh, gw = model.config.grid_size
     pe = None
@@ -128,7 +129,6 @@ def pos_embed_similarity(model: torch.nn.Module) -> torch.Tensor:
     Entry [i] is the heatmap for patch i (row-major): ViT paper Fig. 7 (centre) draws one per
     patch. The original hard-coded a 14x14 grid; the grid here comes from the model's config.
     """
-    from vitlib.checkpoint import unwrap
     gh, gw = unwrap(model).config.grid_size
     pe = torch.nn.functional.normalize(_pos_embed(model), dim=-1)
     return (pe @ pe.T).reshape(gh * gw, gh, gw)
@@ -178,7 +178,6 @@ def patch_embedding_weight(model: torch.nn.Module) -> torch.Tensor:
     LayerNorm's scale is folded in (W * gamma); its per-patch centring and scaling is not linear
     and is ignored, as is its bias (which only shifts the output).
     """
-    from vitlib.checkpoint import unwrap
     model = unwrap(model)
     cfg = model.config
     ph, pw = (cfg.patch_size, cfg.patch_size) if isinstance(cfg.patch_size, int) else tuple(cfg.patch_size)

@@ -8,8 +8,8 @@ embedding, parameter and FLOP counts). Shapes in comments use
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Literal, Mapping, Union, overload
 
 import torch
 import torch.nn as nn
@@ -22,29 +22,56 @@ def _pair(v: Size) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
+# What ViT.forward returns: the digit logits (B, num_classes) of a plain classifier, or, when the
+# config adds heads, {"number": (B, num_classes), "texture": (B, num_textures), "color": (B, 3)}.
+Output = Union[torch.Tensor, dict[str, torch.Tensor]]
+
+
+def as_heads(out: Output) -> dict[str, torch.Tensor]:
+    """Any ViT output as a dict of heads: {"number": logits} for a plain classifier."""
+    return out if isinstance(out, dict) else {"number": out}
+
+
+# Every ViTConfig field is one of three kinds, which decides what must match when a checkpoint
+# is loaded into a model built from a config:
+#   "arch"     the weights' shapes and what forward() computes: always must match;
+#   "train"    regularisation active only in training (dropout): must match to resume a run;
+#   "runtime"  how weights start or which kernel runs (init std, attention path): never compared.
+def _f(default: Any, kind: str = "arch") -> Any:
+    return field(default=default, metadata={"kind": kind})
+
+
 @dataclass
 class ViTConfig:
-    image_size: Size = 32          # input height/width; an int means square
-    patch_size: Size = 8           # patch height/width; must divide image_size (the paper: 16 on 224)
-    in_channels: int = 3           # RGB
-    num_classes: int = 10          # digits 0-9 (the 'number' head)
-    emb_dim: int = 128             # D, width of the residual stream
-    n_layers: int = 6              # transformer blocks
-    n_heads: int = 4               # attention heads
-    head_dim: int | None = None    # d; None -> emb_dim // n_heads. The original used 8 x 64 on D=128
-    mlp_dim: int = 256             # hidden width of each block's MLP
-    patch_dropout: float = 0.0     # dropout on tokens after adding the position embedding
-    attn_dropout: float = 0.0      # dropout on attention weights (the original read but ignored it)
-    mlp_dropout: float = 0.0       # dropout in the MLP and on each residual branch's output
-    qkv_bias: bool = True          # the original's qkv Linear had bias=False
-    pool: str = "cls"              # 'cls' token or 'mean' of patch tokens feeds the heads
-    patch_norm: bool = True        # LayerNorm -> Linear -> LayerNorm patch embedding (the original's)
-    num_textures: int = 0          # >0 adds a background-texture classification head
-    predict_color: bool = False    # adds a 3-output digit-colour regression head
-    norm_eps: float = 1e-6         # LayerNorm eps (torchvision/timm value; the original used 1e-5)
-    pos_init_std: float = 0.02     # position-embedding std at init (timm's). Patch tokens have unit scale,
-                                   # so 0.02 hides position at first; default() uses 1.0, which learns faster
-    fused_attn: bool = True        # F.scaled_dot_product_attention; False -> readable manual path
+    """The model's one set of defaults: the book's CPU default model (configs/default.yaml).
+    Presets are named changes to it: `original()` (the original project's 224 px model), `tiny()`."""
+    image_size: Size = _f(32)          # input height/width; an int means square
+    patch_size: Size = _f(8)           # patch height/width; must divide image_size (the paper: 16 on 224)
+    in_channels: int = _f(3)           # RGB
+    num_classes: int = _f(10)          # digits 0-9 (the 'number' head)
+    emb_dim: int = _f(128)             # D, width of the residual stream
+    n_layers: int = _f(6)              # transformer blocks
+    n_heads: int = _f(4)               # attention heads
+    head_dim: int | None = _f(None)    # d; None -> emb_dim // n_heads. The original used 8 x 64 on D=128
+    mlp_dim: int = _f(256)             # hidden width of each block's MLP
+    patch_dropout: float = _f(0.0, "train")  # dropout on tokens after adding the position embedding
+    attn_dropout: float = _f(0.0, "train")   # dropout on attention weights (the original read but ignored it)
+    mlp_dropout: float = _f(0.0, "train")    # dropout in the MLP and on each residual branch's output
+    qkv_bias: bool = _f(True)          # the original's qkv Linear had bias=False
+    pool: str = _f("cls")              # 'cls' token or 'mean' of patch tokens feeds the heads
+    patch_norm: bool = _f(True)        # LayerNorm -> Linear -> LayerNorm patch embedding (the original's)
+    num_textures: int = _f(0)          # >0 adds a background-texture classification head
+    predict_color: bool = _f(False)    # adds a 3-output digit-colour regression head
+    norm_eps: float = _f(1e-6)         # LayerNorm eps (torchvision/timm value; the original used 1e-5)
+    pos_init_std: float = _f(1.0, "runtime")  # position-embedding std at init. Patch tokens have unit
+                                       # scale: timm's 0.02 hides position at first and the model idles
+                                       # at chance for an epoch; 1.0 learns faster
+    fused_attn: bool = _f(True, "runtime")    # F.scaled_dot_product_attention; False -> readable manual path
+
+    @classmethod
+    def fields_of_kind(cls, *kinds: str) -> list[str]:
+        """The names of the fields of these kinds ("arch", "train", "runtime")."""
+        return [f.name for f in fields(cls) if f.metadata["kind"] in kinds]
 
     def __post_init__(self) -> None:
         # YAML and JSON give lists; keep (h, w) sizes as tuples so configs compare equal.
@@ -100,18 +127,16 @@ class ViTConfig:
 
     # presets ------------------------------------------------------------------------------
     @classmethod
-    def seed(cls) -> "ViTConfig":
+    def original(cls) -> "ViTConfig":
         """Exactly the original implementation's model: 2,099,338 parameters."""
         return cls(image_size=224, patch_size=16, emb_dim=128, n_layers=6, n_heads=8, head_dim=64,
-                   mlp_dim=256, qkv_bias=False, patch_norm=True, pool="cls", norm_eps=1e-5)
+                   mlp_dim=256, qkv_bias=False, patch_norm=True, pool="cls", norm_eps=1e-5, pos_init_std=0.02)
 
     @classmethod
     def default(cls) -> "ViTConfig":
-        """The CPU default (benchmarks/RESULTS.md): 32 px cut into 16 patches of 8x8, ~2,000
-        training img/s in bf16 on two cores; 4x4 patches cost 3.5x more per image and learned
-        no faster per epoch. Position std 1.0: with 0.02 the model idles at chance for an epoch."""
-        return cls(image_size=32, patch_size=8, emb_dim=128, n_layers=6, n_heads=4,
-                   mlp_dim=256, qkv_bias=True, patch_norm=True, pos_init_std=1.0)
+        """The CPU default (= ViTConfig()): 32 px cut into 16 patches of 8x8, ~2,000 training img/s
+        in bf16 on two cores; 4x4 patches cost 3.5x more per image and learned no faster per epoch."""
+        return cls()
 
     @classmethod
     def tiny(cls) -> "ViTConfig":
@@ -119,57 +144,17 @@ class ViTConfig:
         return cls(image_size=16, patch_size=4, emb_dim=32, n_layers=2, n_heads=2, mlp_dim=64)
 
     # (de)serialisation ----------------------------------------------------------------------
-    # The original's YAML `model_params` names, mapped onto our fields.
-    ORIGINAL_KEYS = {"n_heads": "n_heads", "head_dim": "head_dim", "emb_dim": "emb_dim",
-                     "ff_dim": "mlp_dim", "n_layers": "n_layers", "im_channels": "in_channels",
-                     "num_classes": "num_classes", "patch_emb_drop": "patch_dropout",
-                     "attn_drop": "attn_dropout", "ff_drop": "mlp_dropout"}
-    SIZE_KEYS = ("image_height", "image_width", "patch_height", "patch_width")
-    IGNORED_KEYS = ("bg_classes",)  # in the original YAML, unused by its model (no texture head)
-
-    @classmethod
-    def from_model_params(cls, params: Mapping[str, Any]) -> "ViTConfig":
-        """Build from the original's `model_params` YAML section (our field names work too).
-
-        Keys left out behave as the original's code did (no qkv bias, patch LayerNorms, CLS
-        pooling, LayerNorm eps 1e-5, ff_dim = 4 * emb_dim), so an original YAML gives the
-        original model. Unlike the original, `attn_drop` is used. `bg_classes` is accepted and
-        ignored, as the original model did; use `num_textures` to add a texture head.
-        """
-        ours = {f.name for f in fields(cls)}
-        known = ours | set(cls.ORIGINAL_KEYS) | set(cls.SIZE_KEYS) | set(cls.IGNORED_KEYS)
-        unknown = sorted(k for k in params if k not in known)
-        if unknown:
-            raise ValueError(f"unknown model_params key(s) {unknown}; valid keys are {sorted(known)}")
-        twice = sorted(k for k, f in cls.ORIGINAL_KEYS.items() if k != f and k in params and f in params)
-        if twice:
-            raise ValueError(f"model_params gives both {twice} and their vitlib names "
-                             f"{[cls.ORIGINAL_KEYS[k] for k in twice]}: keep one of each")
-        kw: dict[str, Any] = {"qkv_bias": False, "patch_norm": True, "pool": "cls", "norm_eps": 1e-5}
-        for k, v in params.items():
-            if k in cls.ORIGINAL_KEYS:
-                kw[cls.ORIGINAL_KEYS[k]] = v
-            elif k not in cls.SIZE_KEYS and k not in cls.IGNORED_KEYS:
-                kw[k] = v
-        for field, (hk, wk) in (("image_size", ("image_height", "image_width")),
-                                ("patch_size", ("patch_height", "patch_width"))):
-            if hk in params or wk in params:
-                if field in params:
-                    raise ValueError(f"give either {field} or {hk}/{wk}, not both")
-                h, w = params.get(hk, params.get(wk)), params.get(wk, params.get(hk))
-                kw[field] = int(h) if h == w else (int(h), int(w))
-        kw.setdefault("mlp_dim", 4 * int(kw.get("emb_dim", cls.emb_dim)))
-        return cls(**kw)
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ViTConfig":
+        """The one way back from a dict (a checkpoint's vit_config, JSON): strict, naming any
+        unknown key; lists (JSON has no tuples) become (h, w) pairs."""
         unknown = sorted(set(d) - {f.name for f in fields(cls)})
         if unknown:
             raise ValueError(f"unknown ViTConfig field(s) {unknown}; valid: {[f.name for f in fields(cls)]}")
-        return cls(**d)
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
 # --------------------------------------------------------------------------------------------
@@ -211,13 +196,6 @@ class PatchEmbedding(nn.Module):
         return self.norm_out(self.proj(self.norm_in(x)))  # (B, N-1, D)
 
 
-def _slow_fused_backward(q: torch.Tensor) -> bool:
-    # PyTorch's CPU flash-attention backward in bf16/fp16 is 3-5x slower than the two batched
-    # matmuls of the manual path (benchmarks/RESULTS.md), so bf16 *training* on CPU takes the
-    # manual path; CPU inference and fp32 training keep the fused kernel, which is faster there.
-    return q.device.type == "cpu" and q.dtype != torch.float32 and q.requires_grad
-
-
 class Attention(nn.Module):
     """Multi-head self-attention: every token looks at every token, h times in parallel."""
 
@@ -229,6 +207,9 @@ class Attention(nn.Module):
         self.proj = nn.Linear(inner, cfg.emb_dim)
         self.attn_drop = nn.Dropout(cfg.attn_dropout)
         self.proj_drop = nn.Dropout(cfg.mlp_dropout)
+        # Which path forward() takes: the config's value at first; training runs set it from the
+        # precision probe with set_fused_attention() (vitlib.runtime), since which path is faster
+        # depends on the CPU and dtype (fused bf16 backward is several times slower on some CPUs).
         self.fused = cfg.fused_attn
 
     def forward(self, x: torch.Tensor, return_weights: bool = False
@@ -237,7 +218,7 @@ class Attention(nn.Module):
         h, d = self.n_heads, self.head_dim
         qkv = self.qkv(x).reshape(B, N, 3, h, d)    # (B, N, 3, h, d); same split as the original
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, h, N, d), views
-        if self.fused and not return_weights and not _slow_fused_backward(q):
+        if self.fused and not return_weights:
             # One kernel (flash attention on CPU and GPU): never materialises (B, h, N, N).
             p = self.attn_drop.p if self.training else 0.0
             out, weights = F.scaled_dot_product_attention(q, k, v, dropout_p=p), None
@@ -249,6 +230,16 @@ class Attention(nn.Module):
             out = self.attn_drop(weights) @ v       # (B, h, N, d)
         out = out.transpose(1, 2).reshape(B, N, h * d)  # (B, N, h*d), heads side by side
         return self.proj_drop(self.proj(out)), weights  # (B, N, D)
+
+
+def set_fused_attention(model: nn.Module, fused: bool) -> int:
+    """Point every Attention module in `model` (also inside DDP or torch.compile wrappers) at the
+    fused kernel (True) or the manual path (False); returns how many it set. The config is left
+    as it is, so a checkpoint keeps the user's fused_attn and a model loaded from it starts there."""
+    modules = [m for m in model.modules() if isinstance(m, Attention)]
+    for m in modules:
+        m.fused = bool(fused)
+    return len(modules)
 
 
 class MLP(nn.Module):
@@ -330,9 +321,16 @@ class ViT(nn.Module):
             raise ValueError(f"ViT was built for {H}x{W} images, got {x.shape[2]}x{x.shape[3]}: resize "
                              f"the input, or call interpolate_pos_embed(model, new_size) first")
 
-    def forward(self, x: torch.Tensor, return_attention: bool = False) -> Any:
-        """Logits (B, num_classes); a dict {'number', 'texture', 'color'} when extra heads are
-        on; with return_attention=True, (that output, [n_layers x (B, heads, N, N)])."""
+    @overload
+    def forward(self, x: torch.Tensor, return_attention: Literal[False] = False) -> Output: ...
+
+    @overload
+    def forward(self, x: torch.Tensor, return_attention: Literal[True]) -> tuple[Output, list[torch.Tensor]]: ...
+
+    def forward(self, x: torch.Tensor, return_attention: bool = False):
+        """The digit logits (B, num_classes), or a dict {'number', 'texture', 'color'} when extra
+        heads are on (see Output; `as_heads` reads either). With return_attention=True:
+        (that output, the attention weights of every layer, n_layers x (B, h, N, N))."""
         self._check_input(x)
         B = x.shape[0]
         x = self.patch_embed(x)                                   # (B, N-1, D)
@@ -346,19 +344,16 @@ class ViT(nn.Module):
             z = self.norm(x[:, 0])          # (B, D); LayerNorm is per token, so norming only CLS suffices
         else:
             z = self.norm(x[:, 1:]).mean(1)  # (B, D), average of the patch tokens
-        logits = self.head(z)
-        if self.texture_head is None and self.color_head is None:
-            out: Any = logits
-        else:
-            out = {"number": logits}
-            if self.texture_head is not None:
-                out["texture"] = self.texture_head(z)
-            if self.color_head is not None:
-                out["color"] = self.color_head(z)
+        heads = {"number": self.head(z)}    # (B, num_classes)
+        if self.texture_head is not None:
+            heads["texture"] = self.texture_head(z)  # (B, num_textures)
+        if self.color_head is not None:
+            heads["color"] = self.color_head(z)      # (B, 3)
+        out = heads["number"] if len(heads) == 1 else heads  # a plain tensor, like any classifier
         return (out, attentions) if return_attention else out
 
-    def num_parameters(self, trainable_only: bool = False) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
 
     def param_breakdown(self) -> dict[str, int]:
         """Parameters per part, in forward order; the values sum to num_parameters()."""

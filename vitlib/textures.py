@@ -14,7 +14,6 @@ Procedural banks are cached on disk under data_dir()/'cache' and in memory.
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -350,10 +349,8 @@ def _generate(image_size: int, side: int, k: int, seed: int) -> torch.Tensor:
 def _atomic_save(obj, path: Path) -> None:
     """Write then rename, so two processes (or an interrupted one) never leave half a file."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
+        with paths.atomic_write(path) as f:
+            torch.save(obj, f)
     except OSError as e:                      # a read-only data dir only costs regeneration
         warnings.warn(f"could not cache textures at {path} ({e}); they will be regenerated next time")
 

@@ -4,7 +4,7 @@ The original's tools/train.py, done right:
   * AdamW with linear warm-up then per-step cosine decay (the original's Adam +
     ReduceLROnPlateau is `optimizer: adam, scheduler: plateau`);
   * the best checkpoint is chosen on a held-out validation split, not on training loss;
-  * bf16 autocast where the hardware has it, label smoothing, gradient clipping;
+  * bf16 autocast where it is measured to be faster, label smoothing, gradient clipping;
   * an optional wall-clock budget: the schedule is re-planned to the epochs that fit (budget.py);
   * optional texture-classification and colour-regression heads (multi-task loss);
   * checkpoints hold everything needed to resume bit for bit; metrics.csv and curves.png record
@@ -15,26 +15,26 @@ Everything lands in <out>/<task_name>/ where <out> is --out, else $VITLIB_OUT, e
 """
 from __future__ import annotations
 
-import argparse
 import csv
-import dataclasses
-import math
 import os
-import statistics
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from vitlib.budget import RECENT_EPOCHS, TimeBudget, cosine_progress
-from vitlib.checkpoint import (CheckpointError, restore_training, save_checkpoint, training_state,
-                               unwrap, vit_config_to_dict)
-from vitlib.config import Config, TrainParams, load_config, parse_config, parse_overrides
-# bf16_supported and resolve_bf16 are re-exported: chapter 05 and the tests import them from here.
-from vitlib.runtime import Dist, bf16_supported, compile_or_eager, resolve_bf16, seed_everything  # noqa: F401
+from vitlib.budget import Plan, TimeBudget, lr_at, replan
+from vitlib.checkpoint import restore_training, save_checkpoint, training_state, vit_config_to_dict
+from vitlib.config import Config, TrainParams, load_config, parse_config, run_arg_parser, run_cli
+from vitlib.data import BatchLoader, ColoredMNIST, DigitAugment
+from vitlib.model import Output, ViT, as_heads, set_fused_attention
+from vitlib.paths import atomic_write
+from vitlib.runtime import Dist, compile_or_eager, num_threads, resolve_precision, seed_everything
+from vitlib.viz import plot_curves
 
 CSV_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_texture_acc",
               "val_color_mae", "images_per_s", "seconds"]
@@ -43,17 +43,20 @@ CSV_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "
 # ---------------------------------------------------------------------------- data
 
 class Limited(torch.utils.data.Dataset):
-    """The first `n` samples of a ColoredMNIST (quick runs); keeps the batched fast path."""
+    """`n` samples of a ColoredMNIST, keeping the batched fast path: the first n when the dataset
+    has at least n (train_limit), else the dataset repeated until there are n (epoch_samples).
+    Repeats are not copies: a training sample gets a fresh colour, texture and crop at each draw."""
 
-    def __init__(self, ds, n: int):
-        self.ds, self.n = ds, min(int(n), len(ds))
-        self.labels = ds.labels[: self.n]
+    def __init__(self, ds, n: int, cycle: bool = False):
+        self.ds, self.n = ds, int(n) if cycle else min(int(n), len(ds))
+        self.labels = ds.labels[torch.arange(self.n) % len(ds)]
+        self.distinct = min(self.n, getattr(ds, "distinct", len(ds)))  # different images in it
 
     def __len__(self) -> int:
         return self.n
 
     def get_batch(self, indices, generator=None, **kwargs):
-        return self.ds.get_batch(indices, generator=generator, **kwargs)
+        return self.ds.get_batch(torch.as_tensor(indices) % len(self.ds), generator=generator, **kwargs)
 
     def __getitem__(self, i: int):
         if not -self.n <= i < self.n:
@@ -61,14 +64,13 @@ class Limited(torch.utils.data.Dataset):
         return self.ds[i % self.n]
 
     def __getattr__(self, name):  # texture_names, num_textures, source, split, ...
-        if name in ("ds", "n"):
+        if name in ("ds", "n", "distinct"):
             raise AttributeError(name)
         return getattr(self.ds, name)
 
 
 def make_dataset(cfg: Config, split: str):
     """ColoredMNIST for one split, sized for the model and cut to the config's *_limit."""
-    from vitlib.data import ColoredMNIST, DigitAugment
     d = cfg.dataset
     ds = ColoredMNIST(split=split, image_size=cfg.model.image_size, textures=d.textures,
                       threshold=d.threshold, seed=d.seed, val_size=d.val_size, root=d.root_dir,
@@ -78,7 +80,10 @@ def make_dataset(cfg: Config, split: str):
         raise ValueError(f"model_params.num_textures = {cfg.model.num_textures} but the dataset has "
                          f"{ds.num_textures} texture classes; set num_textures: {ds.num_textures}")
     limit = getattr(d, f"{split}_limit")
-    return Limited(ds, limit) if limit else ds
+    ds = Limited(ds, limit) if limit else ds
+    if split == "train" and d.epoch_samples:  # sized in samples seen, so the same on any data source
+        ds = Limited(ds, d.epoch_samples, cycle=True)
+    return ds
 
 
 # ---------------------------------------------------------------------------- loss, optimiser
@@ -90,20 +95,23 @@ class Objective:
         self.tp = tp
         self.smoothing = tp.label_smoothing if label_smoothing is None else label_smoothing
 
-    def __call__(self, out, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = out["number"] if isinstance(out, dict) else out
+    def __call__(self, out: Output, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the weighted loss, the digit logits) of a ViT output on a batch."""
+        heads = as_heads(out)
+        logits = heads["number"]
         loss = F.cross_entropy(logits.float(), batch["number_cls"], label_smoothing=self.smoothing)
-        if isinstance(out, dict) and "texture" in out:
+        if "texture" in heads:
             loss = loss + self.tp.texture_loss_weight * F.cross_entropy(
-                out["texture"].float(), batch["texture_cls"], label_smoothing=self.smoothing)
-        if isinstance(out, dict) and "color" in out:
+                heads["texture"].float(), batch["texture_cls"], label_smoothing=self.smoothing)
+        if "color" in heads:
             err = F.mse_loss if self.tp.color_loss == "mse" else F.l1_loss
-            loss = loss + self.tp.color_loss_weight * err(out["color"].float(), batch["color"])
+            loss = loss + self.tp.color_loss_weight * err(heads["color"].float(), batch["color"])
         return loss, logits
 
 
-def make_optimizer(model: torch.nn.Module, tp: TrainParams, device: torch.device):
-    # No weight decay on biases, norms, the CLS token and position embeddings (as in timm/nanoGPT).
+def make_optimizer(model: torch.nn.Module, tp: TrainParams) -> torch.optim.Optimizer:
+    """AdamW (or the original's plain Adam) at tp.lr; the schedule sets each step's rate (lr_at).
+    No weight decay on biases, norms, the CLS token and position embeddings (as in timm/nanoGPT)."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -117,34 +125,6 @@ def make_optimizer(model: torch.nn.Module, tp: TrainParams, device: torch.device
         return cls(groups, lr=tp.lr, betas=tp.betas, fused=True)
     except (RuntimeError, TypeError, ValueError):
         return cls(groups, lr=tp.lr, betas=tp.betas, foreach=True)
-
-
-def schedule_span(tp: TrainParams, steps_per_epoch: int) -> tuple[int, int]:
-    """(warm-up steps, total steps) of the schedule as tp.epochs now stands."""
-    total = max(1, tp.epochs * steps_per_epoch)
-    return min(int(round(tp.warmup_epochs * steps_per_epoch)), total - 1), total
-
-
-def make_scheduler(optimizer, tp: TrainParams, steps_per_epoch: int, anchor: dict | None = None):
-    """cosine / none: LambdaLR stepped every optimiser step, after a linear warm-up;
-    plateau: the original's ReduceLROnPlateau, stepped on validation loss each epoch (no warm-up).
-    `anchor` ({"step", "progress"}) is where a time budget last re-planned the cosine; the training
-    loop updates it in place, and the schedule reads it, like tp.epochs, at every step."""
-    if tp.scheduler == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="min", factor=tp.plateau_factor, patience=tp.plateau_patience)
-    floor = min(tp.min_lr / tp.lr, 1.0)
-
-    def factor(step: int) -> float:
-        warmup, total = schedule_span(tp, steps_per_epoch)
-        if step < warmup:
-            return (step + 1) / warmup
-        if tp.scheduler == "none":
-            return 1.0
-        progress = cosine_progress(step, warmup, total, anchor)
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 # ---------------------------------------------------------------------------- evaluation
@@ -166,19 +146,19 @@ def evaluate(model: torch.nn.Module, loader, device: torch.device, bf16: bool = 
     for batch in tqdm(loader, desc=desc, leave=False, disable=desc is None):
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            out = model(batch["image"])
-        loss, logits = objective(out, batch)
+            heads = as_heads(model(batch["image"]))
+        loss, logits = objective(heads, batch)
         b = len(logits)
         pred = logits.argmax(-1)
         s["loss"] += loss.item() * b
         s["correct"] += (pred == batch["number_cls"]).sum().item()
         s["n"] += b
-        if isinstance(out, dict) and "texture" in out:
+        if "texture" in heads:
             has_tex = True
-            s["tex"] += (out["texture"].argmax(-1) == batch["texture_cls"]).sum().item()
-        if isinstance(out, dict) and "color" in out:
+            s["tex"] += (heads["texture"].argmax(-1) == batch["texture_cls"]).sum().item()
+        if "color" in heads:
             has_col = True
-            s["col"] += (out["color"].float() - batch["color"]).abs().mean(-1).sum().item()
+            s["col"] += (heads["color"].float() - batch["color"]).abs().mean(-1).sum().item()
         if return_predictions:
             preds.append(pred.cpu())
             targets.append(batch["number_cls"].cpu())
@@ -196,13 +176,11 @@ def evaluate(model: torch.nn.Module, loader, device: torch.device, bf16: bool = 
 # ---------------------------------------------------------------------------- records
 
 def write_metrics_csv(history: list[dict], path: Path) -> None:
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_write(path, "w") as f:
         w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
         w.writeheader()
         for row in history:
             w.writerow({k: ("" if row.get(k) is None else row[k]) for k in CSV_FIELDS})
-    os.replace(tmp, path)
 
 
 def _bar_interval() -> float:
@@ -222,7 +200,224 @@ def _fmt(row: dict, epochs: int, best: bool) -> str:
             f"{row['images_per_s']:,.0f} img/s | {row['seconds']:.1f} s" + (" | best, saved" if best else ""))
 
 
-# ---------------------------------------------------------------------------- training
+# ---------------------------------------------------------------------------- a run
+
+@dataclass
+class TrainState:
+    """Everything one training run holds from epoch to epoch."""
+    cfg: Config
+    dist: Dist
+    model: ViT                  # the plain model: evaluation and checkpoints use it
+    net: torch.nn.Module        # what the steps run: the model, or its DDP / compiled wrapper
+    optimizer: torch.optim.Optimizer
+    plateau: Any                # ReduceLROnPlateau for `scheduler: plateau`, else None (lr_at rules)
+    objective: Objective
+    train_loader: BatchLoader
+    val_loader: BatchLoader
+    bf16: bool
+    run_dir: Path
+    budget: TimeBudget
+    plan: Plan                  # the epochs the schedule spans now (re-planned by a time budget)
+    epoch: int = 0              # epochs finished
+    step: int = 0               # optimiser steps taken
+    best: float = -1.0          # best validation digit accuracy so far, and its epoch
+    best_epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+    stopped_by_budget: bool = False
+    stop_note: str = ""
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.train_loader)
+
+    def lr(self) -> float:
+        """The learning rate of the next optimiser step."""
+        if self.plateau is not None:
+            return self.optimizer.param_groups[0]["lr"]
+        return lr_at(self.step, self.cfg.train, self.plan, self.steps_per_epoch)
+
+    def say(self, *args) -> None:
+        if self.dist.main:
+            tqdm.write(" ".join(str(a) for a in args))
+
+
+def build_run(cfg: Config, dist: Dist, resume: bool, out_dir) -> TrainState:
+    """Model, precision, data, optimiser and clock for a run, resumed from last.pt if asked."""
+    tp, device = cfg.train, dist.device
+    run_dir = cfg.run_dir(out_dir)
+    if dist.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(tp.seed)   # same initial weights on every rank (DDP also broadcasts rank 0's)
+    model = ViT(cfg.model).to(device)
+    # fp32 or bf16 autocast, and the attention path: as set, or with `bf16: auto` on a CPU the
+    # fastest measured on this model (once per machine and shape; one line says what and why).
+    precision = resolve_precision(tp.bf16, model, tp.batch_size, device, dist=dist)
+    set_fused_attention(model, precision.fused_attn)  # before torch.compile traces the model
+    on_gpu = device if device.type == "cuda" else None  # composite batches there: only uint8 crosses
+    train_loader = BatchLoader(make_dataset(cfg, "train"), tp.batch_size, shuffle=True, seed=tp.seed,
+                               drop_last=True, rank=dist.rank, world_size=dist.world, device=on_gpu)
+    val_loader = BatchLoader(make_dataset(cfg, "val"), tp.eval_batch_size, shuffle=False, rank=dist.rank,
+                             world_size=dist.world, device=on_gpu)
+    if len(train_loader) == 0:
+        raise ValueError(f"{len(train_loader.ds)} training images are fewer than one batch of {tp.batch_size} "
+                         f"per process; lower train_params.batch_size or raise dataset_params.train_limit")
+    optimizer = make_optimizer(model, tp)
+    plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(  # the original's, on validation loss
+        optimizer, mode="min", factor=tp.plateau_factor, patience=tp.plateau_patience)
+        if tp.scheduler == "plateau" else None)
+    st = TrainState(cfg, dist, model, model, optimizer, plateau, Objective(tp), train_loader, val_loader,
+                    precision.bf16, run_dir, TimeBudget(tp.time_budget_min), Plan(tp.epochs))
+    _resume_or_start(st, resume)
+    if dist.enabled:
+        st.net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    if tp.compile:
+        st.net = compile_or_eager(st.net, model, tp, device, st.bf16, st.say)
+    if st.epoch == 0:
+        ds = train_loader.ds
+        distinct = getattr(ds, "distinct", len(ds))
+        seen = f" ({len(ds):,} samples per epoch)" if distinct != len(ds) else ""
+        st.say(f"{model.num_parameters():,} parameters | {distinct:,} train{seen} / {len(val_loader.ds):,} val "
+               f"images ({getattr(ds, 'source', '?')}) | {dist.world} x {device.type}"
+               f"{' bf16' if st.bf16 else ' fp32'} | {st.steps_per_epoch} steps/epoch | {run_dir}")
+    return st
+
+
+def _resume_or_start(st: TrainState, resume: bool) -> None:
+    last_path, tp = st.run_dir / "last.pt", st.cfg.train
+    if resume and last_path.is_file():
+        got = restore_training(last_path, st.cfg, st.model, st.optimizer, st.plateau, st.say)
+        st.epoch, st.step, st.best, st.best_epoch, st.history = (
+            got["epoch"], got["global_step"], got["best_metric"], got["best_epoch"], got["history"])
+        if tp.time_budget_min is not None:  # go on with the resumed run's plan and the time it used
+            st.budget = TimeBudget(tp.time_budget_min, spent_s=got["clock"].get("elapsed_s", 0.0))
+            st.plan = Plan.from_clock(got["clock"], tp.epochs)
+    elif resume:
+        st.say(f"--resume: no {last_path} yet, starting from scratch")
+    elif last_path.is_file():
+        st.say(f"note: {st.run_dir} already holds a run; starting afresh and overwriting it "
+               f"(use --resume to continue it)")
+
+
+def train_step(st: TrainState, batch: dict, params: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """forward -> loss -> backward -> (clip) -> update, at this step's learning rate."""
+    tp = st.cfg.train
+    if st.plateau is None:
+        lr = st.lr()
+        for group in st.optimizer.param_groups:
+            group["lr"] = lr
+    with torch.autocast(st.dist.device.type, dtype=torch.bfloat16, enabled=st.bf16):
+        out = st.net(batch["image"])
+    loss, logits = st.objective(out, batch)
+    st.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if tp.grad_clip:
+        torch.nn.utils.clip_grad_norm_(params, tp.grad_clip, foreach=True)
+    st.optimizer.step()
+    st.step += 1
+    return loss.detach(), logits.detach()
+
+
+def train_one_epoch(st: TrainState, progress: bool = True) -> dict:
+    """One pass over the training data. Returns its loss, accuracy and timings (`t_skip`: when
+    the steps timed for the budget began, after torch.compile's first steps)."""
+    tp, dist, device = st.cfg.train, st.dist, st.dist.device
+    # Per-epoch seeds: dropout and data draws depend only on (seed, epoch, rank), so a resumed run,
+    # or one on another number of processes' rank r, replays exactly.
+    torch.manual_seed(tp.seed * 1_000_003 + st.epoch * 1009 + dist.rank)
+    st.train_loader.set_epoch(st.epoch)
+    st.net.train()
+    params = [p for p in st.model.parameters() if p.requires_grad]
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen, skip = 0, min(st.steps_per_epoch // 4, 50)
+    t0 = t_skip = time.perf_counter()
+    bar = tqdm(st.train_loader, desc=f"epoch {st.epoch + 1}/{st.plan.epochs}", leave=False,
+               disable=not (progress and dist.main), dynamic_ncols=True, mininterval=_bar_interval())
+    for i, batch in enumerate(bar):
+        if i == skip:
+            t_skip = time.perf_counter()
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        loss, logits = train_step(st, batch, params)
+        loss_sum += loss.double() * len(logits)
+        correct += (logits.argmax(-1) == batch["number_cls"]).sum()
+        seen += len(logits)
+        if i % 20 == 0 or i == st.steps_per_epoch - 1:  # .item() syncs the GPU: not every step
+            bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.2%}",
+                            lr=f"{st.lr():.1e}", refresh=False)
+    t_loop = time.perf_counter()
+    l_sum, c_sum, n_sum, t_sum = dist.sum([loss_sum.item(), float(correct.item()), float(seen), t_loop - t0])
+    return {"train_loss": l_sum / n_sum, "train_acc": c_sum / n_sum, "images_per_s": n_sum / (t_sum / dist.world),
+            "t0": t0, "t_skip": t_skip, "t_loop": t_loop, "skip": skip}
+
+
+def after_epoch(st: TrainState, timing: dict, book_s: float) -> None:
+    """The time budget's turn: time this epoch, re-plan the epochs that fit (rank 0's plan on every
+    rank), anchor the cosine there, and note when nothing more fits."""
+    if st.cfg.train.time_budget_min is None:
+        return
+    cap, first = st.cfg.train.epochs, not st.budget.epoch_secs
+    train_s = timing["t_loop"] - timing["t0"]
+    if first:  # this process's first epoch: time the steps after torch.compile's start
+        n = st.steps_per_epoch
+        train_s = (timing["t_loop"] - timing["t_skip"]) * n / max(1, n - timing["skip"])
+    # the steps + validation + the last epoch's checkpoint/plot time (0 on the first)
+    plan, epoch_s = st.budget.after_epoch(train_s + time.perf_counter() - timing["t_loop"] + book_s,
+                                          st.epoch, cap)
+    plan = int(st.dist.sum([plan if st.dist.main else 0.0])[0])
+    if first:  # later plans show in each epoch's "k/E" and in the last line
+        st.say(f"time budget {st.cfg.train.time_budget_min:g} min: epoch {st.epoch} took ~{epoch_s:.1f} s "
+               f"once compiled; training {plan} of at most {cap} epochs, the cosine schedule laid over them")
+    elif plan != st.plan.epochs:
+        st.budget.replans += 1
+    if plan == st.epoch < st.plan.epochs:  # nothing more fits before the budget runs out
+        st.stopped_by_budget = True
+        st.stop_note = (f"time budget {st.cfg.train.time_budget_min:g} min reached: stopping after epoch "
+                        f"{st.epoch} of {st.plan.epochs} (the learning rate had not reached min_lr)")
+    st.plan = replan(st.plan, plan, st.step, st.cfg.train, st.steps_per_epoch)
+
+
+def save(st: TrainState, improved: bool) -> float:
+    """last.pt (and the best checkpoint when it improved), metrics.csv and curves.png, on rank 0;
+    returns the seconds it took (the budget counts them)."""
+    if not st.dist.main:
+        return 0.0
+    t0 = time.perf_counter()
+    clock = {"elapsed_s": st.budget.elapsed_s, **st.plan.to_clock()}
+    state = training_state(st.cfg, st.model, st.optimizer, st.plateau, st.epoch, st.step, st.best,
+                           st.best_epoch, st.history, clock)
+    save_checkpoint(state, st.run_dir / "last.pt")
+    if improved:
+        save_checkpoint(state, st.run_dir / st.cfg.train.ckpt_name)
+    write_metrics_csv(st.history, st.run_dir / "metrics.csv")
+    plot_curves(st.history, st.run_dir / "curves.png", title=st.cfg.train.task_name)
+    return time.perf_counter() - t0
+
+
+def run_epoch(st: TrainState, progress: bool, book_s: float) -> float:
+    """Train, validate, re-plan, save and report one epoch; returns the seconds saving took."""
+    timing = train_one_epoch(st, progress)
+    val = evaluate(st.model, st.val_loader, st.dist.device, st.bf16, st.objective, st.dist)
+    lr = st.lr()  # the rate the schedule has reached at the epoch's end
+    if st.plateau is not None:
+        st.plateau.step(val["loss"])
+    st.epoch += 1
+    row = {"epoch": st.epoch, "lr": lr, "train_loss": timing["train_loss"], "train_acc": timing["train_acc"],
+           "val_loss": val["loss"], "val_acc": val["acc"], "val_texture_acc": val["texture_acc"],
+           "val_color_mae": val["color_mae"], "images_per_s": timing["images_per_s"],
+           "seconds": time.perf_counter() - timing["t0"]}
+    st.history.append(row)
+    improved = val["acc"] > st.best
+    if improved:
+        st.best, st.best_epoch = val["acc"], st.epoch
+    after_epoch(st, timing, book_s)  # before saving, so that the checkpoint holds the new plan
+    book_s = save(st, improved)
+    st.say(_fmt(row, st.plan.epochs, improved))
+    if st.stop_note:
+        st.say(st.stop_note)
+    st.dist.barrier()
+    return book_s
+
 
 def train(config: Config | str | Path | dict, resume: bool = False, out_dir: str | Path | None = None,
           stop_after_epochs: int | None = None, progress: bool = True) -> dict:
@@ -233,205 +428,41 @@ def train(config: Config | str | Path | dict, resume: bool = False, out_dir: str
     """
     cfg = (config if isinstance(config, Config) else
            parse_config(config) if isinstance(config, dict) else load_config(config))
-    tp = cfg.train
-    dist = Dist(tp.device)
-    threads = torch.get_num_threads()
+    dist = Dist(cfg.train.device)
+    threads = cfg.train.num_threads or (max(1, (os.cpu_count() or 1) // dist.world) if dist.enabled else None)
     try:
-        return _train(cfg, dist, resume, out_dir, stop_after_epochs, progress)
+        with num_threads(threads):  # a notebook or test session keeps its own setting afterwards
+            st = build_run(cfg, dist, resume, out_dir)
+            stop_at = st.epoch + stop_after_epochs if stop_after_epochs is not None else None
+            book_s = 0.0
+            while st.epoch < st.plan.epochs and (stop_at is None or st.epoch < stop_at):
+                book_s = run_epoch(st, progress, book_s)
+            return _finish(st)
     finally:
-        torch.set_num_threads(threads)  # a notebook or test session keeps its own setting
         dist.close()
 
 
-def _train(cfg: Config, dist: Dist, resume: bool, out_dir, stop_after_epochs, progress) -> dict:
-    from vitlib.data import BatchLoader
-    from vitlib.model import ViT
-    budget = TimeBudget(cfg.train.time_budget_min)
-    cap = cfg.train.epochs  # with a budget, the most epochs it may plan
-    # A private copy of train_params: a time budget re-plans tp.epochs, which the schedule reads.
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train))
-    tp, device = cfg.train, dist.device
-    if tp.num_threads or dist.enabled:
-        torch.set_num_threads(tp.num_threads or max(1, (os.cpu_count() or 1) // dist.world))
-    if out_dir is None:
-        out_dir = os.environ.get("VITLIB_OUT")
-    run_dir = cfg.run_dir(out_dir)
-    last_path, best_path = run_dir / "last.pt", run_dir / tp.ckpt_name
-    if dist.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    say = print if dist.main else (lambda *a, **k: None)
-
-    seed_everything(tp.seed)   # same initial weights on every rank (DDP also broadcasts rank 0's)
-    model = ViT(cfg.model).to(device)
-    bf16 = resolve_bf16(tp.bf16, device)
-    train_ds, val_ds = make_dataset(cfg, "train"), make_dataset(cfg, "val")
-    # On a GPU the batches are composited there (only uint8 crops and digits cross the bus).
-    on_gpu = device if device.type == "cuda" else None
-    train_loader = BatchLoader(train_ds, tp.batch_size, shuffle=True, seed=tp.seed, drop_last=True,
-                               rank=dist.rank, world_size=dist.world, device=on_gpu)
-    val_loader = BatchLoader(val_ds, tp.eval_batch_size, shuffle=False, rank=dist.rank,
-                             world_size=dist.world, device=on_gpu)
-    steps_per_epoch = len(train_loader)
-    if steps_per_epoch == 0:
-        raise ValueError(f"{len(train_ds)} training images are fewer than one batch of {tp.batch_size} "
-                         f"per process; lower train_params.batch_size or raise dataset_params.train_limit")
-    optimizer = make_optimizer(model, tp, device)
-    anchor = {"step": 0, "progress": 0.0}  # where a budget last re-planned the cosine
-    scheduler = make_scheduler(optimizer, tp, steps_per_epoch, anchor)
-    objective = Objective(tp)
-
-    start_epoch, global_step, best, best_epoch, history, clock = 0, 0, -1.0, 0, [], {}
-    if resume and last_path.is_file():
-        start_epoch, global_step, best, best_epoch, history, clock = restore_training(
-            last_path, cfg, model, optimizer, scheduler, say)
-        if tp.time_budget_min is not None:  # go on from the resumed run's plan and time used
-            budget = TimeBudget(tp.time_budget_min, spent_s=clock.get("elapsed_s", 0.0))
-            tp.epochs = min(cap, clock.get("planned_epochs") or cap)
-            anchor.update(clock.get("anchor") or {})
-    elif resume:
-        say(f"--resume: no {last_path} yet, starting from scratch")
-    elif last_path.is_file():
-        say(f"note: {run_dir} already holds a run; starting afresh and overwriting it "
-            f"(use --resume to continue it)")
-
-    net = model
-    if dist.enabled:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-    if tp.compile:
-        net = compile_or_eager(net, model, tp, device, bf16, say)
-    params = [p for p in model.parameters() if p.requires_grad]
-    if start_epoch == 0:
-        say(f"{model.num_parameters():,} parameters | {len(train_ds):,} train / {len(val_ds):,} val images "
-            f"({getattr(train_ds, 'source', '?')}) | {dist.world} x {device.type}"
-            f"{' bf16' if bf16 else ' fp32'} | {steps_per_epoch} steps/epoch | {run_dir}")
-
-    # A budget re-plans after every epoch from the latest epochs' times (vitlib.budget).
-    epoch_secs, book_s, replans = [], 0.0, 0
-    stop_at = start_epoch + stop_after_epochs if stop_after_epochs is not None else None
-    epoch, out_of_time = start_epoch, False
-    while epoch < (tp.epochs if stop_at is None else min(tp.epochs, stop_at)):
-        # Per-epoch seeds: dropout and data draws depend only on (seed, epoch, rank), so a resumed
-        # run, or one on another number of processes' rank r, replays exactly.
-        torch.manual_seed(tp.seed * 1_000_003 + epoch * 1009 + dist.rank)
-        train_loader.set_epoch(epoch)
-        net.train()
-        t0 = time.perf_counter()
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        correct = torch.zeros((), dtype=torch.int64, device=device)
-        seen = 0
-        skip = min(steps_per_epoch // 4, 50)  # steps timed from here on exclude torch.compile's start
-        t_skip = t0
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{tp.epochs}", leave=False,
-                   disable=not (progress and dist.main), dynamic_ncols=True, mininterval=_bar_interval())
-        for i, batch in enumerate(bar):
-            if i == skip:
-                t_skip = time.perf_counter()
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                out = net(batch["image"])
-            loss, logits = objective(out, batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if tp.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, tp.grad_clip, foreach=True)
-            optimizer.step()
-            if tp.scheduler != "plateau":
-                scheduler.step()
-            global_step += 1
-            b = len(logits)
-            loss_sum += loss.detach().double() * b
-            correct += (logits.detach().argmax(-1) == batch["number_cls"]).sum()
-            seen += b
-            if i % 20 == 0 or i == steps_per_epoch - 1:  # .item() syncs the GPU: not every step
-                bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.2%}",
-                                lr=f"{optimizer.param_groups[0]['lr']:.1e}", refresh=False)
-        t_loop = time.perf_counter()
-        train_s = t_loop - t0
-        lr = optimizer.param_groups[0]["lr"]
-        l_sum, c_sum, n_sum, t_sum = dist.sum([loss_sum.item(), float(correct.item()), float(seen), train_s])
-        val = evaluate(model, val_loader, device, bf16, objective, dist)
-        if tp.scheduler == "plateau":
-            scheduler.step(val["loss"])
-        row = {"epoch": epoch + 1, "lr": lr, "train_loss": l_sum / n_sum, "train_acc": c_sum / n_sum,
-               "val_loss": val["loss"], "val_acc": val["acc"], "val_texture_acc": val["texture_acc"],
-               "val_color_mae": val["color_mae"], "images_per_s": n_sum / (t_sum / dist.world),
-               "seconds": time.perf_counter() - t0}
-        history.append(row)
-        improved = val["acc"] > best
-        if improved:
-            best, best_epoch = val["acc"], epoch + 1
-        if tp.time_budget_min is not None:  # re-plan before the checkpoint stores the plan
-            if epoch_secs:
-                train_part = t_loop - t0
-            else:  # this process's first epoch: time the steps after torch.compile's start
-                train_part = (t_loop - t_skip) * steps_per_epoch / max(1, steps_per_epoch - skip)
-            # the steps + validation + the last epoch's checkpoint/plot time (0 on the first)
-            epoch_secs.append(train_part + time.perf_counter() - t_loop + book_s)
-            epoch_s = statistics.median(epoch_secs[-RECENT_EPOCHS:])
-            plan = budget.plan(epoch_s, epoch + 1, cap)
-            plan = int(dist.sum([plan if dist.main else 0.0])[0])  # rank 0's plan on every rank
-            if plan != tp.epochs:  # from here on the cosine runs on to min_lr at the new end
-                warmup, total = schedule_span(tp, steps_per_epoch)
-                anchor.update(step=global_step, progress=cosine_progress(global_step, warmup, total, anchor))
-                if len(epoch_secs) > 1:  # the first plan is not a change of plan
-                    replans += 1
-            if len(epoch_secs) == 1:  # later plans show in each epoch's "k/E" and in the last line
-                say(f"time budget {tp.time_budget_min:g} min: epoch {epoch + 1} took ~{epoch_s:.1f} s once "
-                    f"compiled; training {plan} of at most {cap} epochs, the cosine schedule laid over them")
-            if plan == epoch + 1 < tp.epochs:  # nothing more fits before the budget runs out
-                out_of_time, cut_from = True, tp.epochs
-            tp.epochs = plan
-        if dist.main:
-            t_book = time.perf_counter()
-            clock = {"elapsed_s": budget.elapsed_s, "planned_epochs": tp.epochs, "anchor": dict(anchor)}
-            state = training_state(cfg, model, optimizer, scheduler, epoch + 1, global_step, best,
-                                   best_epoch, history, clock)
-            save_checkpoint(state, last_path)
-            if improved:
-                save_checkpoint(state, best_path)
-            write_metrics_csv(history, run_dir / "metrics.csv")
-            from vitlib.viz import plot_curves
-            plot_curves(history, run_dir / "curves.png", title=tp.task_name)
-            book_s = time.perf_counter() - t_book
-        if dist.main:
-            tqdm.write(_fmt(row, tp.epochs, improved))
-        dist.barrier()
-        epoch += 1
-        if out_of_time:
-            say(f"time budget {tp.time_budget_min:g} min reached: stopping after epoch {epoch} of "
-                f"{cut_from} (the learning rate had not reached min_lr)")
-
+def _finish(st: TrainState) -> dict:
+    tp = st.cfg.train
     if tp.save_rank_weights:  # the DDP test compares these: every rank must hold the same weights
-        save_checkpoint({"model": unwrap(model).state_dict(), "vit_config": vit_config_to_dict(cfg.model)},
-                        run_dir / f"rank{dist.rank}.pt")
-    if epoch == tp.epochs and dist.main and history:  # (a budget stop sets tp.epochs to this epoch)
-        say(f"done: best val acc {best:.2%} at epoch {best_epoch}; checkpoints in {run_dir}"
-            + (f" (the time budget changed its plan {replans} time{'s' * (replans > 1)})" if replans else ""))
-    return {"model": unwrap(model), "run_dir": run_dir, "history": history, "best_metric": best,
-            "best_epoch": best_epoch, "best_path": best_path, "last_path": last_path, "bf16": bf16,
-            "epochs": tp.epochs, "stopped_by_budget": out_of_time}
+        save_checkpoint({"model": st.model.state_dict(), "vit_config": vit_config_to_dict(st.cfg.model)},
+                        st.run_dir / f"rank{st.dist.rank}.pt")
+    if st.epoch == st.plan.epochs and st.history:
+        n = st.budget.replans
+        st.say(f"done: best val acc {st.best:.2%} at epoch {st.best_epoch}; checkpoints in {st.run_dir}"
+               + (f" (the time budget changed its plan {n} time{'s' * (n > 1)})" if n else ""))
+    return {"model": st.model, "run_dir": st.run_dir, "history": st.history, "best_metric": st.best,
+            "best_epoch": st.best_epoch, "best_path": st.run_dir / tp.ckpt_name,
+            "last_path": st.run_dir / "last.pt", "bf16": st.bf16, "epochs": st.plan.epochs,
+            "stopped_by_budget": st.stopped_by_budget}
 
 
 # ---------------------------------------------------------------------------- CLI
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m vitlib.train", description=__doc__.split("\n")[0])
-    ap.add_argument("--config", dest="config_path", default="configs/default.yaml", help="YAML config")
+    ap = run_arg_parser("python -m vitlib.train", __doc__.split("\n")[0])
     ap.add_argument("--resume", action="store_true", help="continue from <task_name>/last.pt")
-    ap.add_argument("--out", default=None, help="folder holding <task_name>/ (default: $VITLIB_OUT or cwd)")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                    help="override a config value, e.g. --set train_params.epochs=3 (repeatable)")
-    args = ap.parse_args(argv)
-    import matplotlib
-    matplotlib.use("Agg")  # the CLI only writes PNGs; never needs a display
-    try:
-        cfg = load_config(args.config_path, parse_overrides(args.overrides))
-        train(cfg, resume=args.resume, out_dir=args.out)
-    except (ValueError, FileNotFoundError, CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(ap, lambda cfg, args: train(cfg, resume=args.resume, out_dir=args.out), argv)
 
 
 if __name__ == "__main__":

@@ -33,27 +33,6 @@ def to_numpy_image(image: torch.Tensor) -> np.ndarray:
     return ((image.detach().float().cpu().permute(1, 2, 0) + 1) / 2).clamp(0, 1).numpy()
 
 
-def show_grid(images: torch.Tensor, labels: Sequence | None = None, nrow: int = 8,
-              title: str | None = None, path: str | Path | None = None, scale: float = 1.2):
-    """A grid of images (B, 3, H, W) in [-1, 1], optionally with a label above each."""
-    plt = _plt()
-    n = len(images)
-    ncol = min(nrow, n)
-    nrows = math.ceil(n / ncol)
-    fig, axes = plt.subplots(nrows, ncol, figsize=(scale * ncol, scale * nrows + (0.4 if title else 0)),
-                             squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i < n:
-            ax.imshow(to_numpy_image(images[i]))
-            if labels is not None:
-                ax.set_title(str(labels[i]), fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return _finish(fig, path)
-
-
 def read_metrics_csv(path: str | Path) -> list[dict]:
     """metrics.csv -> list of dicts with numbers as floats (empty cells as None)."""
     with open(path, newline="") as f:
