@@ -59,7 +59,7 @@ from original_vit import OriginalViT  # noqa: E402
 from vitlib.model import ViT, ViTConfig, flops_per_image  # noqa: E402
 from vitlib.runtime import cpu_flags, cpu_model, resolve_precision  # noqa: E402
 
-CONFIGS = {"seed": ViTConfig.seed, "default": ViTConfig.default, "tiny": ViTConfig.tiny,
+CONFIGS = {"seed": ViTConfig.original, "default": ViTConfig.default, "tiny": ViTConfig.tiny,
            "fine": lambda: replace(ViTConfig.default(), patch_size=4)}  # 8x8 grid, 65 tokens
 
 

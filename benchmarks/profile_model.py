@@ -64,7 +64,7 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=12, help="also print the top-N ops with shapes")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = getattr(ViTConfig, args.config)()
+    cfg = getattr(ViTConfig, "original" if args.config == "seed" else args.config)()  # seed.yaml's model
     batch = args.batch or (64 if args.config == "seed" else 128)
     attn = args.attn or ("manual" if args.dtype == "bf16" else "fused")
     if args.model == "vitlib":

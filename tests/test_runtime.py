@@ -107,6 +107,9 @@ def test_the_decision_is_cached_per_machine_and_model_shape(tiny, tmp_path, caps
     wider = ViT(replace(ViTConfig.tiny(), emb_dim=64))
     resolve_precision("auto", wider, 64, CPU, timer=timer)  # another architecture: a new probe
     assert timer.calls == 3 * probed
+    same_shape = ViT(replace(ViTConfig.tiny(), pos_init_std=0.5))  # only the initialisation differs
+    assert resolve_precision("auto", same_shape, 64, CPU, timer=timer) == first
+    assert timer.calls == 3 * probed
     entries = json.loads((tmp_path / "cache" / "precision.json").read_text())["entries"]
     assert len(entries) == 3
     entry = next(e for e in entries.values() if e["batch_size"] == 64 and e["choice"]["bf16"])

@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vitlib.config import TrainParams
-from vitlib.model import as_heads, set_fused_attention
+from vitlib.model import ViTConfig, as_heads, set_fused_attention
 
 
 # ---------------------------------------------------------------------------- precision
@@ -112,7 +112,7 @@ def step_timer(model: nn.Module, batch_size: int, device: torch.device) -> Timer
             out = probe(x)
         heads = as_heads(out)
         others = [v for k, v in heads.items() if k != "number"]
-        loss = F.cross_entropy(heads["number"].float(), y) + sum(v.float().mean() for v in others)  # all heads
+        loss = F.cross_entropy(heads["number"].float(), y) + sum(v.float().mean() for v in others)
         loss.backward()
         probe.zero_grad(set_to_none=True)
         return time.perf_counter() - t0
@@ -202,7 +202,11 @@ def _probe(model: nn.Module, batch_size: int, device: torch.device, timer: Timer
 def _decide_on_cpu(model: nn.Module, batch_size: int, timer: Timer | None, path: Path) -> Precision:
     """The cached decision for this machine and model shape, else a fresh probe (cached unless
     the machine was busy); prints the one line with the figures behind it."""
-    key_fields = {"machine": machine_signature(), "model": model.config.to_dict(), "batch_size": batch_size}
+    # The model's shape: what forward computes ("arch"), dropout ("train": extra work in training)
+    # and fused_attn (which candidates there are); not pos_init_std, which only sets the start.
+    cfg = model.config.to_dict()
+    shape = {k: cfg[k] for k in ViTConfig.fields_of_kind("arch", "train") + ["fused_attn"]}
+    key_fields = {"machine": machine_signature(), "model": shape, "batch_size": batch_size}
     key = hashlib.sha1(json.dumps(key_fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
     entries = _load_cache(path)
     entry = entries.get(key)
