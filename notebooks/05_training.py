@@ -435,7 +435,7 @@ print(f"✓ gradient norm {norm:.3f} clipped to {c} by hand == clip_grad_norm_")
 # smooth random warp $\delta(x, y)$ added to $(u, v)$: Gaussian noise at a $5 \times 5$ grid of
 # control points, interpolated in between so that a stroke bends rather than breaks. It is off
 # in `configs/default.yaml`: within the 30-minute budget it did not raise test accuracy
-# (`benchmarks/RESULTS.md`, session 4). Exercise 5 tries it.
+# (`benchmarks/RESULTS.md` lists the runs). Exercise 5 tries it.
 
 # %%
 aug = train_ds_default.augment                   # built from configs/default.yaml's dataset_params

@@ -55,3 +55,15 @@ def test_a_circle_is_caught(tmp_path, monkeypatch):
     except CycleError:
         return
     raise AssertionError("the circle a <-> b was not found")
+
+
+def test_every_function_reads_at_a_glance():
+    """No function or method in vitlib is longer than 60 lines (nanoGPT's bar for a readable file)."""
+    long = []
+    for path in sorted(VITLIB.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > 60:
+                    long.append(f"{path.stem}.{node.name}: {n} lines")
+    assert not long, long

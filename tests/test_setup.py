@@ -63,3 +63,39 @@ def test_only_ci_names_the_shared_mnist_folder():
 def test_gitignore_keeps_data_out_of_git():
     ignore = (ROOT / ".gitignore").read_text().splitlines()
     assert "data/*" in ignore and "!data/README.md" in ignore and ".venv/" in ignore
+
+
+def _ensure_chromium(tmp_path, env_extra, uid):
+    """Run tools/ensure_chromium.sh with a PATH that has bash's basics but no chromium, and an `id`
+    that reports `uid`."""
+    import os
+    import shutil
+    import subprocess
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for tool in ("bash", "env"):
+        if not (bin_dir / tool).exists():
+            os.symlink(shutil.which(tool), bin_dir / tool)
+    (bin_dir / "id").write_text(f"#!{shutil.which('bash')}\necho {uid}\n")
+    (bin_dir / "id").chmod(0o755)
+    env = {"PATH": str(bin_dir), **env_extra}
+    return subprocess.run([shutil.which("bash"), str(ROOT / "tools" / "ensure_chromium.sh")],
+                          env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_make_test_names_the_fix_when_chromium_is_missing(tmp_path):
+    r = _ensure_chromium(tmp_path, {}, uid=1000)  # not root: nothing is installed, one line says how
+    assert r.returncode == 1 and "apt-get install -y chromium" in r.stderr and len(r.stderr.splitlines()) == 1
+    r = _ensure_chromium(tmp_path, {"CHROMIUM": str(tmp_path / "nope")}, uid=1000)
+    assert r.returncode == 1 and "CHROMIUM=" in r.stderr and "nope" in r.stderr
+
+
+def test_make_test_accepts_a_chromium_it_can_find(tmp_path):
+    fake = tmp_path / "bin" / "chromium"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    r = _ensure_chromium(tmp_path, {}, uid=1000)
+    assert r.returncode == 0, r.stderr
+    makefile = (ROOT / "Makefile").read_text()
+    assert "test: browser $(STAMP)" in makefile and "bash tools/ensure_chromium.sh" in makefile
