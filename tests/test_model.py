@@ -10,7 +10,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from vitlib.config import vit_config_from_params
 from vitlib.runtime import num_threads
 from vitlib.model import (MLP, Attention, Block, PatchEmbedding, ViT, ViTConfig, conv_weight_to_linear,
-                          flops_breakdown, flops_per_image, interpolate_pos_embed, patchify)
+                          flops_breakdown, flops_per_image, interpolate_pos_embed, patchify,
+                          set_fused_attention)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -201,9 +202,7 @@ def test_port_from_torchvision_gives_the_same_logits(dims):
         want = tv(x)
         assert want.abs().max() > 0.1  # a real signal, not zeros
         torch.testing.assert_close(ours(x), want, atol=1e-5, rtol=1e-5)
-        ours.config.fused_attn = False
-        for b in ours.blocks:
-            b.attn.fused = False
+        assert set_fused_attention(ours, False) == len(ours.blocks)  # every block's path, in one call
         torch.testing.assert_close(ours(x), want, atol=1e-5, rtol=1e-5)
 
 
@@ -300,8 +299,7 @@ def test_bf16_autocast_forward_on_cpu_is_close_to_fp32():
     with torch.no_grad():
         ref = model(x)
         for fused in (True, False):
-            for b in model.blocks:
-                b.attn.fused = fused
+            set_fused_attention(model, fused)
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 out = model(x)
             assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()

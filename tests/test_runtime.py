@@ -15,7 +15,7 @@ import yaml
 from vitlib import config as C
 from vitlib import runtime
 from vitlib.model import ViT, ViTConfig
-from vitlib.runtime import Precision, resolve_precision
+from vitlib.runtime import Precision, num_threads, resolve_precision
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 CPU = torch.device("cpu")
@@ -118,15 +118,11 @@ def test_the_decision_is_cached_per_machine_and_model_shape(tiny, tmp_path, caps
 
 def test_another_thread_count_is_another_machine(tiny):
     timer = FakeTimer({FP32: 0.100, BF16_FUSED: 0.300, BF16_MANUAL: 0.050})
-    threads = torch.get_num_threads()
-    try:
+    resolve_precision("auto", tiny, 64, CPU, timer=timer)
+    probed = timer.calls
+    with num_threads(1 if torch.get_num_threads() > 1 else 2):
         resolve_precision("auto", tiny, 64, CPU, timer=timer)
-        probed = timer.calls
-        torch.set_num_threads(1 if threads > 1 else 2)
-        resolve_precision("auto", tiny, 64, CPU, timer=timer)
-        assert timer.calls == 2 * probed
-    finally:
-        torch.set_num_threads(threads)
+    assert timer.calls == 2 * probed
 
 
 def test_a_busy_machine_or_a_broken_cache_file_means_measure_again(tiny, monkeypatch, tmp_path, capsys):
@@ -206,14 +202,10 @@ def test_real_probe_on_a_tiny_model(tmp_path):
     model = ViT(ViTConfig.tiny())
     before = model.state_dict()["head.weight"].clone()
     rng = torch.get_rng_state()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with num_threads(1):
         t0 = time.perf_counter()
         choice = resolve_precision("auto", model, 16, CPU)
         assert time.perf_counter() - t0 < 5
-    finally:
-        torch.set_num_threads(threads)
     assert choice in (FP32, BF16_FUSED, BF16_MANUAL)
     assert torch.equal(torch.get_rng_state(), rng)      # the run's random stream is untouched
     assert torch.equal(model.state_dict()["head.weight"], before) and model.head.weight.grad is None
