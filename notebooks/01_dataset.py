@@ -35,15 +35,16 @@
 # - write and read the original project's on-disk format (`imdb.json`).
 #
 # **Time.** In quick mode (`VITLIB_QUICK=1`, what CI and the book use) the notebook runs in well
-# under a minute on a laptop CPU. In full mode it uses the full texture bank (128 instances per
-# class), a longer speed test and a larger on-disk export; about a minute or two.
+# under a minute on a laptop CPU. In full mode it runs a longer speed test and a larger on-disk
+# export; about a minute or two.
 
 # %% [markdown]
 # ## Setup
 #
 # Everything in this chapter also lives, tested, in `vitlib`, so that later chapters can simply
 # import it. `QUICK` is true in quick mode; we use it only to shrink the timing test and the
-# export at the end (and `vitlib` then keeps 32 instead of 128 instances per texture class).
+# export at the end. (The 32-pixel texture banks hold 128 instances per class in both modes; only
+# banks for large images, such as 224 pixels, are cut in quick mode, from 32 to 8 instances.)
 # All images are $32 \times 32$ pixels (the size we train at), except one example at the
 # original project's 224 pixels.
 #

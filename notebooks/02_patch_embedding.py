@@ -406,15 +406,15 @@ plt.show()
 # where a token came from: permute the input tokens and the output is permuted the same way, no
 # more (we check this below). Without $E_{\text{pos}}$ the model would see an image as a *bag of
 # patches*. The paper uses plain learned 1-D embeddings; 2-D-aware variants did not help
-# (its Appendix D.4), and [chapter 6](06_interpretation.ipynb) shows that the learned table
-# discovers the 2-D grid on its own.
+# (its Appendix D.4), because the learned table discovers the 2-D grid on its own. Whether ours
+# does is a question for [chapter 6](06_interpretation.ipynb).
 #
 # **How big should $E_{\text{pos}}$ start?** timm and torchvision draw it with standard deviation
 # 0.02. But after the patch norm every patch token has entries of size about 1 (length
 # $\sqrt{D}$), so a 0.02 table is a whisper next to the content, and on our data the model then
-# sat at chance for the first epoch or two before it found the positions. `ViTConfig.default()`
-# sets `pos_init_std=1.0`, the scale of the tokens, and reached about 65 % validation accuracy
-# after one epoch instead of about 15 %. (`pos_init_std=0` gives the original project's all-zero
+# learned much more slowly at first: about 15 % validation accuracy after one epoch
+# (`benchmarks/RESULTS.md`). `ViTConfig.default()` sets `pos_init_std=1.0`, the scale of the
+# tokens, and reached about 65 % after one epoch. (`pos_init_std=0` gives the original project's all-zero
 # start.)
 #
 # Here are the three steps with a shape check after each, using the parts of a (randomly
@@ -555,8 +555,8 @@ plt.show()
 #
 # Every layer computes one $(N+1) \times (N+1)$ attention matrix per head. Its cost grows as
 # $N^2 \propto 1/P^4$, while everything else in the transformer (the projections and the MLP)
-# grows only as $N \propto 1/P^2$. `vitlib.model.flops_breakdown` counts the forward
-# multiply-adds of each part; the share spent on the attention matrix ($QK^\top$ and the weighted
+# grows only as $N \propto 1/P^2$. `vitlib.model.flops_breakdown` counts the forward FLOPs
+# (two per multiply-add) of each part; the share spent on the attention matrix ($QK^\top$ and the weighted
 # sum of values) climbs from a few per cent to almost everything as the patches shrink.
 
 # %%

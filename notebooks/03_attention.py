@@ -223,9 +223,10 @@ plt.show()
 # $\mathrm{Var} = d$ exactly; the scaled one stays at 1. With unscaled scores, the largest weight
 # in a row climbs towards 1 (one key takes everything) as $d$ grows, while the scaled softmax
 # keeps the same moderate shape for every $d$. The gradient panel shows the consequence: for
-# tiny $d$ the unscaled scores are still small and the gradient is fine, but from $d \approx 64$
-# on (the usual head size) it collapses, and it keeps shrinking as $d$ grows. The scaled version
-# gives the same healthy gradient for every head size.
+# tiny $d$ the unscaled scores are still small and the gradient is fine; around the usual head
+# size, $d = 64$, it is still comparable to the scaled one; from $d \approx 128$ it falls below it,
+# and it keeps shrinking as $d$ grows, to about a third of the scaled gradient at $d = 1024$. The
+# scaled version gives the same healthy gradient for every head size.
 #
 # ## Multi-head attention
 #

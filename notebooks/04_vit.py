@@ -166,8 +166,8 @@ print("✓ both map sequences of width D to sequences of width D")
 #
 # Three small modules. The attention is chapter 3's, written compactly; the parameter names are
 # chosen to match `vitlib.model.Block` (`norm1`, `attn.qkv`, `attn.proj`, `norm2`, `mlp.fc1`,
-# `mlp.fc2`), so its state dict loads into ours unchanged. Dropout is left out: every dropout rate
-# in the book's configurations is 0.
+# `mlp.fc2`), so its state dict loads into ours unchanged. Dropout is left out: the book's
+# configurations train without it (only `configs/seed.yaml`, the original's recipe, sets 0.1).
 
 # %%
 class SelfAttention(nn.Module):
@@ -400,8 +400,8 @@ print(f"{cfg.n_layers} blocks -> z_L {tuple(z.shape)}")
 
 # %% [markdown]
 # **5. Final LayerNorm and head.** Take the class token, $z_L^0$, normalise it and classify.
-# (`vitlib` normalises all tokens and then takes the first; LayerNorm works token by token, so that
-# is the same thing.)
+# (`vitlib` does the same: LayerNorm works token by token, so normalising only the class token
+# gives exactly what normalising all tokens and then taking the first would.)
 
 # %%
 y = vit.norm(z[:, 0])                              # (B, D)
@@ -670,7 +670,7 @@ plt.show()
 # %% [markdown]
 # A training step (forward and backward) costs about three times the forward FLOPs, so one epoch
 # over 55,000 training images at the original's size is roughly
-# $3 \times 55{,}000 \times 1.3 \times 10^{9} \approx 2 \times 10^{14}$ FLOPs, about eleven times
+# $3 \times 55{,}000 \times 1.3 \times 10^{9} \approx 2 \times 10^{14}$ FLOPs, about 45 times
 # the default's. [Chapter 5](05_training.ipynb) measures what that means in seconds.
 
 # %% [markdown]
@@ -715,8 +715,8 @@ assert_close(by_linear, by_conv, rtol=1e-5, atol=1e-5)
 print(f"✓ conv_proj on the image == linear layer on patchify(image), {tuple(by_conv.shape)}")
 
 # %% [markdown]
-# torchvision initialises its head, class token and every bias to zero, and its LayerNorms to
-# $\gamma = 1, \beta = 0$. A port that mixed up two zero tensors, or two LayerNorms, would still
+# torchvision initialises its head, class token and most biases to zero (its MLP biases are tiny,
+# drawn from $\mathcal{N}(0, 10^{-6})$), and its LayerNorms to $\gamma = 1, \beta = 0$. A port that mixed up two zero tensors, or two LayerNorms, would still
 # give identical logits, so before porting we add a little noise to *every* tensor. Then the port,
 # and the comparison of the logits:
 
@@ -905,7 +905,8 @@ print(f"✓ pos_embed {tuple(vit.pos_embed.shape)} -> {tuple(big.pos_embed.shape
 #    **Hint:** subclass `ViT` and override `forward` to run
 #    `z = b.norm1(z + b.attn(z)[0]); z = b.norm2(z + b.mlp(z))` for each block `b` in
 #    `self.blocks` (`vitlib`'s attention returns `(output, weights)`), with no final LayerNorm;
-#    [chapter 5](05_training.ipynb) shows a training loop you can reuse.
+#    to train it, a few lines do: `opt = torch.optim.AdamW(model.parameters(), lr=1e-3)`, then for
+#    each batch `loss = F.cross_entropy(model(x), y); opt.zero_grad(); loss.backward(); opt.step()`.
 
 # %%
 print(f"notebook ran in {time.perf_counter() - START:.1f} s (quick mode: {QUICK})")

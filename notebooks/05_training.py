@@ -175,9 +175,10 @@ print(f"an untrained model's loss should be near log K = {math.log(10):.4f}")
 # decay** (Loshchilov & Hutter, "Decoupled Weight Decay Regularization", 2019), the "W" in AdamW:
 # it shrinks every weight by the factor $1 - \eta_t\lambda$ directly. Plain Adam with an L2
 # penalty would instead add $\lambda\theta$ to $g_t$, where the division by $\sqrt{\hat v_t}$
-# rescales it, so weights with large gradients would barely be regularised. Like timm and
-# nanoGPT, `vitlib` decays only the weight *matrices*: biases, LayerNorm parameters, the class
-# token and the position embeddings get $\lambda = 0$. Three steps by hand against
+# rescales it, so weights with large gradients would barely be regularised. Like timm, `vitlib`
+# decays only the weight *matrices*: biases, LayerNorm parameters, the class token and the
+# position embeddings get $\lambda = 0$ (nanoGPT decays every tensor of two or more dimensions,
+# its embeddings included). Three steps by hand against
 # `torch.optim.AdamW`:
 
 # %%
@@ -936,8 +937,8 @@ assert last["val_texture_acc"] > 1 / T and last["val_color_mae"] < 0.25
 print("✓ both extra heads beat their trivial baselines")
 
 # %% [markdown]
-# In quick mode these are only first steps: 2 × 100 optimiser steps of 6,400 samples, a tenth of
-# what the live run above had, so the digit head has barely left chance and the texture and
+# In quick mode these are only first steps: 2 × 100 optimiser steps of 6,400 samples, about a sixth
+# of the live run's 1,250, so the digit head has barely left chance and the texture and
 # colour heads have only just moved away from their baselines. Like the digit, they need the
 # model to separate the digit's pixels from the background, and every head waits for that. In
 # full mode the run uses all training images for 6 epochs and gets further; exercise 4
