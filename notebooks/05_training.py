@@ -77,7 +77,6 @@ from torch.testing import assert_close
 
 import vitlib.paths
 from vitlib import budget
-from vitlib.budget import plan_epochs
 from vitlib.checkpoint import load_checkpoint, model_from_checkpoint
 from vitlib.config import TrainParams, load_config, parse_config
 from vitlib.data import DigitAugment
@@ -305,7 +304,7 @@ fig, ax = plt.subplots(figsize=(7.5, 3.6))
 for images_per_s in (1_200, 1_800, 2_400):
     epoch_s = len(train_ds_default) / images_per_s + 1.5  # the steps, then validation and saving
     first_s = epoch_s + 30                                # epoch 1 also pays for start-up and compiling
-    E = plan_epochs(tp.time_budget_min * 60, first_s, epoch_s, done=1, max_epochs=tp.epochs)
+    E = budget.plan_epochs(tp.time_budget_min * 60, first_s, epoch_s, done=1, max_epochs=tp.epochs)
     t = np.arange(E * steps_per_epoch)
     ep = t / steps_per_epoch                              # epochs done at step t
     minutes = np.where(ep < 1, ep * first_s, first_s + (ep - 1) * epoch_s) / 60

@@ -12,7 +12,7 @@ from vitlib import config as C
 from vitlib.budget import Plan, lr_at
 from vitlib.checkpoint import load_checkpoint
 from vitlib.model import ViTConfig
-from vitlib.train import make_optimizer, train
+from vitlib.train import make_dataset, make_optimizer, train
 
 from conftest import write_micro  # the shared micro config (tests/conftest.py)
 
@@ -183,3 +183,20 @@ def test_digit_augment_config_reaches_the_train_split(tmp_path):
     aug = getattr(train_ds, "ds", train_ds).augment
     assert (aug.shift, aug.rotate, aug.scale, aug.elastic) == (2, 5, 0, 1.5)
     assert getattr(val_ds, "ds", val_ds).augment is None
+
+
+def test_epoch_samples_cycles_a_small_training_set(tmp_path):
+    """epoch_samples sizes an epoch in samples seen: a small set is repeated, each draw fresh."""
+    cfg = C.load_config(micro(tmp_path), overrides={"dataset_params": {"train_limit": 100, "epoch_samples": 250}})
+    ds = make_dataset(cfg, "train")
+    assert len(ds) == 250 and ds.distinct == 100
+    assert torch.equal(ds.labels, ds.ds.labels[torch.arange(250) % 100])
+    assert int(ds[249]["number_cls"]) == int(ds.ds.labels[49])        # index 249 is image 49, drawn again
+    batch = ds.get_batch(torch.tensor([3, 103, 203]), generator=torch.Generator().manual_seed(0))
+    assert batch["number_cls"].unique().numel() == 1                    # the same digit three times ...
+    assert not torch.equal(batch["image"][0], batch["image"][1])        # ... on fresh backgrounds
+    with pytest.raises(IndexError):
+        ds.get_batch(torch.tensor([250]))
+    for bad in (0, -5, 2.5, True):
+        with pytest.raises(ValueError, match=r"dataset_params.epoch_samples = .*whole number >= 1"):
+            C.load_config(micro(tmp_path), overrides={"dataset_params": {"epoch_samples": bad}})

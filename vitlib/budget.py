@@ -98,6 +98,10 @@ class Plan:
         return cls(min(epochs, clock.get("planned_epochs") or epochs),
                    int(anchor.get("step", 0)), float(anchor.get("progress", 0.0)))
 
+    def progress(self, step: int, warmup: int, total: int) -> float:
+        """How far along its cosine (0 -> 1) the schedule is at `step` (see cosine_progress)."""
+        return cosine_progress(step, warmup, total, {"step": self.anchor_step, "progress": self.anchor_progress})
+
 
 def schedule_span(tp: TrainParams, plan: Plan, steps_per_epoch: int) -> tuple[int, int]:
     """(warm-up steps, total steps) of the schedule under this plan."""
@@ -114,9 +118,7 @@ def lr_at(step: int, tp: TrainParams, plan: Plan, steps_per_epoch: int) -> float
     if tp.scheduler == "none":
         return tp.lr
     floor = min(tp.min_lr / tp.lr, 1.0)
-    anchor = {"step": plan.anchor_step, "progress": plan.anchor_progress}
-    progress = cosine_progress(step, warmup, total, anchor)
-    return tp.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+    return tp.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * plan.progress(step, warmup, total))))
 
 
 def replan(plan: Plan, epochs: int, step: int, tp: TrainParams, steps_per_epoch: int) -> Plan:
@@ -125,6 +127,4 @@ def replan(plan: Plan, epochs: int, step: int, tp: TrainParams, steps_per_epoch:
     if epochs == plan.epochs:
         return plan
     warmup, total = schedule_span(tp, plan, steps_per_epoch)
-    anchor = {"step": plan.anchor_step, "progress": plan.anchor_progress}
-    return replace(plan, epochs=epochs, anchor_step=step,
-                   anchor_progress=cosine_progress(step, warmup, total, anchor))
+    return replace(plan, epochs=epochs, anchor_step=step, anchor_progress=plan.progress(step, warmup, total))

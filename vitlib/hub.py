@@ -9,7 +9,6 @@ above vitlib.train (load_or_train may train), so nothing below it imports it.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import shutil
 from pathlib import Path
@@ -21,7 +20,7 @@ from vitlib.checkpoint import (CheckpointError, config_mismatches, load_checkpoi
 from vitlib.config import Config, load_config
 from vitlib.model import ViT, ViTConfig
 from vitlib.paths import REPO_ROOT, atomic_write_text
-from vitlib.train import train
+from vitlib.train import train, write_metrics_csv
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent / "checkpoints"
 PRETRAINED_FORMAT = "vitlib-pretrained-1"
@@ -94,10 +93,7 @@ def export_pretrained(run_dir: str | Path, name: str = "default", dest_dir: str 
     if (run_dir / "metrics.csv").is_file():
         shutil.copyfile(run_dir / "metrics.csv", dest / f"{name}_metrics.csv")
     elif history:
-        with open(dest / f"{name}_metrics.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(history[0]))
-            w.writeheader()
-            w.writerows(history)
+        write_metrics_csv(history, dest / f"{name}_metrics.csv")
     atomic_write_text(dest / f"{name}_metrics.json", json.dumps(
         {**metrics, "epochs": ckpt.get("epoch"), "config": ckpt["config"]}, indent=2) + "\n")
     return out

@@ -24,6 +24,7 @@ from vitlib.config import Config, load_config, parse_config, run_arg_parser, run
 from vitlib.data import BatchLoader
 from vitlib.hub import find_model
 from vitlib.model import as_heads
+from vitlib.paths import atomic_write_text
 from vitlib.runtime import num_threads
 from vitlib.train import Objective, evaluate, make_dataset
 
@@ -63,7 +64,7 @@ def _run(cfg: Config, run_dir: Path, output: Path, device: torch.device, ckpt, n
         print(f"test texture accuracy {res['texture_acc']:.2%}")
     if res["color_mae"] is not None:
         print(f"test colour MAE {res['color_mae']:.4f} (RGB in [0, 1])")
-    (output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    atomic_write_text(output / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     viz.plot_confusion(cm, [str(i) for i in range(k)], output / "confusion.png",
                        title=f"Confusion matrix (test, accuracy {res['acc']:.2%})")
 

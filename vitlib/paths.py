@@ -2,7 +2,8 @@
 
 Every path can be overridden with an environment variable, so that CI, a notebook server
 or a reader's own machine can point vitlib at an existing copy instead of downloading.
-Every file vitlib writes goes through `atomic_write`, so an interrupted run never leaves half a file.
+Files that a later run reads back (checkpoints, metrics, caches, imdb.json) are written with
+`atomic_write`, so an interrupted run never leaves half of one.
 """
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from vitlib.config import TrainParams
 from vitlib.model import ViTConfig, as_heads, set_fused_attention
+from vitlib.paths import atomic_write_text
 
 
 # ---------------------------------------------------------------------------- precision
@@ -167,10 +168,7 @@ def _valid(entry: Any) -> bool:
 def _save_cache(path: Path, entries: dict) -> str | None:
     """Write atomically (runs may start side by side); the error text if it cannot be written."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"format": 1, "entries": entries}, indent=1, sort_keys=True))
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps({"format": 1, "entries": entries}, indent=1, sort_keys=True))
         return None
     except OSError as e:
         return f"{type(e).__name__}: {e}"

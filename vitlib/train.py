@@ -56,12 +56,15 @@ class Limited(torch.utils.data.Dataset):
         return self.n
 
     def get_batch(self, indices, generator=None, **kwargs):
-        return self.ds.get_batch(torch.as_tensor(indices) % len(self.ds), generator=generator, **kwargs)
+        idx = torch.as_tensor(indices)
+        if len(idx) and (idx.min() < -self.n or idx.max() >= self.n):
+            raise IndexError(f"index out of range for {self.n} samples")
+        return self.ds.get_batch(idx % self.n % len(self.ds), generator=generator, **kwargs)
 
     def __getitem__(self, i: int):
         if not -self.n <= i < self.n:
             raise IndexError(f"index {i} out of range for {self.n} samples")
-        return self.ds[i % self.n]
+        return self.ds[i % self.n % len(self.ds)]
 
     def __getattr__(self, name):  # texture_names, num_textures, source, split, ...
         if name in ("ds", "n", "distinct"):
