@@ -259,6 +259,9 @@ async () => {
     img.addEventListener('load', r); img.addEventListener('error', r); setTimeout(r, 10000); })));
   const badImages = imgs.filter(img => !(img.complete && img.naturalWidth > 0))
                         .map(img => img.getAttribute('src'));
+  // Loaded images with their alt text and the width they are drawn at (0: hidden).
+  const shown = imgs.filter(img => img.complete && img.naturalWidth > 0)
+                    .map(img => ({alt: img.getAttribute('alt') || '', width: img.getBoundingClientRect().width}));
   // What the page would load from another host, also on demand (the browser reports what it did).
   const loaded = new Set(['stylesheet', 'preload', 'modulepreload', 'prefetch', 'icon', 'manifest']);
   const assets = [...document.querySelectorAll('script[src], img[src], iframe[src], source[src], audio[src], video[src], embed[src]')]
@@ -286,7 +289,7 @@ async () => {
   }
   return {
     title: document.title,
-    images: imgs.length, badImages, foreign,
+    images: imgs.length, badImages, shown, foreign,
     maths: mathEls.length, untypeset, mathErrors, raw,
     widgets,
   };
@@ -300,6 +303,7 @@ class PageCheck:
 
     failures: list[str] = field(default_factory=list)
     images: int = 0
+    shown: list = field(default_factory=list)  # loaded images: {"alt", "width"} (drawn width, px)
     maths: int = 0
     widgets: int = 0
 
@@ -351,6 +355,7 @@ def check_page(page, url: str, heading: str, book_title: str, screenshot: Path) 
             fail(f"title {info['title']!r} lacks the page heading {heading!r}")
         result.images, result.maths, result.widgets = (
             info["images"], info["maths"], len(info["widgets"]))
+        result.shown = info["shown"]
         for s in info["badImages"]:
             fail(f"image did not load: {s}")
         for s in info["foreign"]:

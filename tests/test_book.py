@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 BOOK = REPO / "book"
 CHAPTERS = ["01_dataset", "02_patch_embedding", "03_attention", "04_vit", "05_training",
             "06_interpretation"]
+APPENDICES = ["u1_data_pipeline", "u2_training_machinery", "u3_porting_and_resizing"]  # "Under the hood"
 
 
 def _load(name: str):
@@ -46,10 +47,12 @@ prebuild = _load("prebuild")
 
 # --------------------------------------------------------------------------- configuration
 
-def test_toc_lists_the_six_notebooks_and_the_book_pages():
+def test_toc_lists_every_notebook_and_the_book_pages():
     toc = yaml.safe_load((BOOK / "_toc.yml").read_text())
     files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
-    assert [f for f in files if f.startswith("notebooks/")] == [f"notebooks/{c}" for c in CHAPTERS]
+    assert [f for f in files if f.startswith("notebooks/")] == [f"notebooks/{c}" for c in CHAPTERS + APPENDICES]
+    # every paired notebook in notebooks/ is in the book
+    assert sorted(p.stem for p in (REPO / "notebooks").glob("*.py")) == sorted(CHAPTERS + APPENDICES)
     for page in [toc["root"]] + [f for f in files if f.startswith("book/")]:
         assert (REPO / f"{page}.md").is_file(), f"{page}.md is in the toc but missing"
 
@@ -371,3 +374,30 @@ def test_the_built_site_checks_run_only_when_named_and_fail_without_a_site(tmp_p
     assert re.search(r"^2 failed in ", out.splitlines()[-1]), out
     assert out.splitlines().count(checks.no_book_message(missing)) == 2, out
     assert "skipped" not in out and "error" not in out.lower(), out
+
+
+# --------------------------------------------------------------------------- teaching parts
+
+def _count(text: str, pattern: str) -> int:
+    return len(re.findall(pattern, text, flags=re.M))
+
+
+@pytest.mark.parametrize("name", CHAPTERS + APPENDICES)
+def test_every_exercise_has_a_solution_and_questions_have_answers(name):
+    src = (REPO / "notebooks" / f"{name}.py").read_text()
+    labels = re.findall(r"^# ```\{exercise\}.*\n# :label: (\S+)", src, flags=re.M)
+    solved = re.findall(r"^# ```\{solution-start\} (\S+)", src, flags=re.M)
+    assert len(labels) >= 2, f"{name}: {len(labels)} exercises"
+    assert labels == solved, f"{name}: exercises {labels} but solutions {solved}"
+    assert _count(src, r"^# ```\{solution-end\}") == len(solved)
+    answers = _count(src, r"^# ```\{admonition\} Answer")
+    assert 5 <= answers <= 8, f"{name}: {answers} comprehension questions with answers"
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_core_chapters_stay_short_and_have_every_part(name):
+    src = (REPO / "notebooks" / f"{name}.py").read_text()
+    assert len(src.splitlines()) <= 550, f"{name}.py has {len(src.splitlines())} lines (at most 550)"
+    for part in ("Learning objectives", "## Summary", "## Comprehension questions"):
+        assert part.lower() in src.lower(), f"{name}: no {part!r}"
+    assert "$" in src and "assert" in src

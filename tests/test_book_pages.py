@@ -24,6 +24,12 @@ pytest_plugins = ["book_pages_plugin"]
 PAGES = list_pages(HTML_DIR) or [pytest.param(None, id="no-built-book")]
 
 
+ARCHITECTURE_ALT = "The ViT architecture, with the book model's shapes"
+# The pages that show the architecture figure (book/assets/vit_architecture.svg).
+ARCHITECTURE_PAGES = ["book/intro.html", "notebooks/02_patch_embedding.html", "notebooks/03_attention.html",
+                      "notebooks/04_vit.html"]
+
+
 @pytest.mark.parametrize("rel", PAGES)
 def test_page(rel, book_site, book_title, page):
     site = require(book_site)
@@ -32,6 +38,10 @@ def test_page(rel, book_site, book_title, page):
         return  # e.g. index.html, a bare redirect to the root page: test_links checks its target
     shot = SHOTS_DIR / (rel.replace("/", "__").removesuffix(".html") + ".png")
     result = check_page(page, site.url + rel, src.heading, book_title, shot)
+    if rel in ARCHITECTURE_PAGES:  # the figure loaded and is drawn at a readable width
+        widths = [im["width"] for im in result.shown if im["alt"] == ARCHITECTURE_ALT]
+        if not widths or max(widths) < 300:
+            result.failures.append(f"the architecture figure is not shown (drawn widths: {widths})")
     if result.failures:
         pytest.fail(f"{len(result.failures)} fault(s) on {rel}:\n  " + "\n  ".join(result.failures),
                     pytrace=False)
@@ -39,6 +49,9 @@ def test_page(rel, book_site, book_title, page):
 
 def test_links(book_site):
     site = require(book_site)
-    broken = check_links(site.url, list_pages(site.html_dir))
+    pages = list_pages(site.html_dir)
+    missing = [p for p in ARCHITECTURE_PAGES if p not in pages]  # else test_page would not look
+    assert not missing, f"pages meant to show the architecture figure are not in the site: {missing}"
+    broken = check_links(site.url, pages)
     if broken:
         pytest.fail(f"{len(broken)} broken link(s):\n  " + "\n  ".join(broken), pytrace=False)

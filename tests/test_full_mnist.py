@@ -24,13 +24,14 @@ def test_full_size_splits(full_mnist_source):
                                                                   958, 1028, 974, 1009]
 
 
-def test_shipped_checkpoint_reaches_its_reported_test_accuracy(full_mnist_source):
-    model, info = load_pretrained("default")
-    reported = json.loads((CHECKPOINT_DIR / "default_metrics.json").read_text())["test"]
-    cfg = load_config(REPO_ROOT / "configs" / "default.yaml")
+@pytest.mark.parametrize("name", ["default", "fine", "fine_sincos"])
+def test_shipped_checkpoint_reaches_its_reported_test_accuracy(full_mnist_source, name):
+    model, info = load_pretrained(name)
+    reported = json.loads((CHECKPOINT_DIR / f"{name}_metrics.json").read_text())["test"]
+    cfg = load_config(REPO_ROOT / "configs" / f"{name}.yaml")
     test = make_dataset(cfg, "test")
     assert len(test) == reported["n_test"] == 10_000
     res = evaluate(model, BatchLoader(test, 500, shuffle=False), torch.device("cpu"))
     # fp32 here against the bf16 evaluation that wrote the figure: a handful of images may flip
     assert abs(res["acc"] - reported["test_acc"]) <= 0.0010, (res["acc"], reported["test_acc"])
-    assert res["acc"] >= 0.98
+    assert res["acc"] >= 0.97

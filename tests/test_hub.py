@@ -90,3 +90,25 @@ def test_find_model_prefers_the_run_then_the_matching_shipped_model(tmp_path, mo
     assert hub.shipped_for(other.model) is None
     with pytest.raises(FileNotFoundError):
         hub.find_model(other, tmp_path / "no_run")
+
+
+@pytest.mark.parametrize("name, config", [("fine", "configs/fine.yaml"), ("fine_sincos", "configs/fine_sincos.yaml")])
+def test_the_fine_models_ship_with_their_configs_and_metrics(name, config):
+    from vitlib.config import load_config
+    from vitlib.hub import CHECKPOINT_DIR, load_pretrained, shipped_for
+    from vitlib.interpret import pos_embed_spearman
+    from vitlib.model import ViTConfig
+
+    model, info = load_pretrained(name)
+    cfg = load_config(config)
+    assert shipped_for(cfg.model, name) is not None          # the shipped weights are this config's model
+    assert model.config.grid_size == (8, 8) and model.config.pos_embed == cfg.model.pos_embed
+    if name == "fine":
+        assert cfg.model == ViTConfig.fine()
+    assert info["metrics"]["test"]["n_test"] == 10_000 and info["metrics"]["test"]["test_acc"] > 0.9
+    for ext in ("_metrics.csv", "_metrics.json"):
+        assert (CHECKPOINT_DIR / f"{name}{ext}").is_file()
+    rho = pos_embed_spearman(model)
+    assert -1 <= rho <= 1 and (rho < -0.8 if name == "fine_sincos" else True)
+    with torch.no_grad():
+        assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)

@@ -185,3 +185,29 @@ def test_rollout_on_a_real_model():
         assert m.shape == (2, 3, 6) and torch.isfinite(m).all() and (m > 0).all()
     d = interpret.mean_attention_distance(attn, model.config.grid_size, model.config.patch_size)
     assert d.shape == (1, 2) and (d > 0).all()
+
+
+def test_spearman_matches_scipy_with_ties():
+    scipy_stats = pytest.importorskip("scipy.stats")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 6, (200,), generator=g).float()      # many ties
+    y = x + torch.randn(200, generator=g)
+    assert interpret.spearman(x, y) == pytest.approx(scipy_stats.spearmanr(x, y).statistic, abs=1e-12)
+    assert interpret.spearman(x, -x) == pytest.approx(-1.0)
+
+
+def test_pos_embed_spearman_knows_a_grid_table_from_a_random_one():
+    from vitlib.model import sincos_pos_embed
+    grid = (8, 8)
+    table = sincos_pos_embed(grid, 64)[0, 1:]                   # (64, D) without the CLS row
+    # a fixed 2-D table: similarity falls with distance
+    assert interpret.pos_embed_spearman(table, grid) < -0.8
+    # a random table knows nothing of the layout
+    rnd = torch.randn(64, 64, generator=torch.Generator().manual_seed(0))
+    assert abs(interpret.pos_embed_spearman(rnd, grid)) < 0.1
+    # a table whose rows are the patch coordinates themselves, seen through cosine, still tracks distance
+    ys, xs = torch.meshgrid(torch.arange(8.0), torch.arange(8.0), indexing="ij")
+    coords = torch.stack([torch.cos(ys / 8), torch.sin(ys / 8), torch.cos(xs / 8), torch.sin(xs / 8)], -1)
+    assert interpret.pos_embed_spearman(coords.reshape(64, 4), grid) < -0.5
+    with pytest.raises(ValueError, match="grid"):
+        interpret.pos_embed_spearman(table)

@@ -322,3 +322,33 @@ def test_bf16_autocast_training_step_on_cpu_matches_fp32_gradients():
         assert p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all(), n
         cos = nn.functional.cosine_similarity(p.grad.flatten(), ref[n].flatten(), dim=0)
         assert cos > 0.98, f"{n}: bf16 gradient direction differs from fp32 (cosine {cos:.3f})"
+
+
+def test_sincos_position_table_is_fixed_and_follows_the_grid():
+    from vitlib.model import sincos_pos_embed
+    cfg = ViTConfig(patch_size=4, pos_embed="sincos")
+    model = ViT(cfg)
+    # a buffer, not a parameter: saved with the weights, never trained
+    assert "pos_embed" in model.state_dict()
+    assert all("pos_embed" not in n for n, _ in model.named_parameters())
+    assert model.num_parameters() == ViT(ViTConfig(patch_size=4)).num_parameters() - 65 * 128
+    table = model.pos_embed[0]                                   # (N+1, D)
+    assert table.shape == (65, 128) and torch.equal(table[0], torch.zeros(128))
+    # big_vision's posemb_sincos_2d by hand for patch (row 1, column 2): sin/cos of x, then of y
+    omega = 1.0 / 10000 ** (torch.arange(32, dtype=torch.float64) / 31)
+    want = torch.cat([(2 * omega).sin(), (2 * omega).cos(), (1 * omega).sin(), (1 * omega).cos()]).float()
+    torch.testing.assert_close(table[1 + 1 * 8 + 2], want)
+    torch.testing.assert_close(sincos_pos_embed((8, 8), 128), model.pos_embed)
+    # resizing recomputes the table for the new grid
+    interpolate_pos_embed(model, 48)
+    torch.testing.assert_close(model.pos_embed, sincos_pos_embed((12, 12), 128))
+    assert model(torch.randn(1, 3, 48, 48)).shape == (1, 10)
+
+
+def test_fine_preset_and_pos_embed_validation():
+    cfg = ViTConfig.fine()
+    assert cfg.grid_size == (8, 8) and cfg.num_patches == 64 and cfg.pos_init_std == 0.1
+    with pytest.raises(ValueError, match="pos_embed"):
+        ViTConfig(pos_embed="rope")
+    with pytest.raises(ValueError, match="divisible by 4"):
+        ViTConfig(emb_dim=30, n_heads=3, pos_embed="sincos")

@@ -7,7 +7,11 @@ Modules (each one idea):
     model      the ViT itself (nanoGPT-style, one file)
     train      training loop and `python -m vitlib.train`
     inference  evaluation and figures, `python -m vitlib.inference`
-    interpret  attention rollout and the ViT paper's Fig. 7 analyses
+    interpret  attention rollout, the ViT paper's Fig. 7 analyses, explanations scored against the digit
+    explain    attribution methods for one image batch (rollouts, gradient rollout, occlusion, IG)
+    probe      linear probes: what each layer's tokens know (digit, texture, colour)
+    diagram    the architecture figure of the book
+    hub        the shipped pretrained models (load_pretrained)
     viz        plotting helpers
 """
 __version__ = "0.1.0"

@@ -104,12 +104,13 @@ def rollout_map(result: torch.Tensor, grid: tuple[int, int], pool: str = "cls") 
 
 # ---------------------------------------------------------------------------- Fig. 7 centre
 
-def _pos_embed(model: torch.nn.Module) -> torch.Tensor:
-    """The learned position embeddings of the patch tokens, (gh*gw, D)."""
+def pos_embed_table(model: torch.nn.Module) -> torch.Tensor:
+    """The position embeddings of the patch tokens (learned or fixed; the CLS row dropped), (gh*gw, D)."""
     model = unwrap(model)
     gh, gw = model.config.grid_size
     pe = None
-    for name, p in model.named_parameters():
+    # a learned table is a parameter, a fixed sin-cos one a buffer
+    for name, p in [*model.named_parameters(), *model.named_buffers()]:
         if name.split(".")[-1] in ("pos_embed", "pos_embedding", "position_embedding"):
             pe = p
             break
@@ -130,8 +131,43 @@ def pos_embed_similarity(model: torch.nn.Module) -> torch.Tensor:
     patch. The original hard-coded a 14x14 grid; the grid here comes from the model's config.
     """
     gh, gw = unwrap(model).config.grid_size
-    pe = torch.nn.functional.normalize(_pos_embed(model), dim=-1)
+    pe = torch.nn.functional.normalize(pos_embed_table(model), dim=-1)
     return (pe @ pe.T).reshape(gh * gw, gh, gw)
+
+
+def _ranks(x: torch.Tensor) -> torch.Tensor:
+    """Average ranks (ties share the mean of their ranks), 0-based, as Spearman's rho needs."""
+    x = x.double()
+    order = torch.argsort(x, stable=True)
+    ranks = torch.empty_like(x)
+    ranks[order] = torch.arange(len(x), dtype=x.dtype)
+    _, inverse, counts = torch.unique(x, return_inverse=True, return_counts=True)
+    sums = torch.zeros(len(counts), dtype=x.dtype).index_add_(0, inverse, ranks)
+    return (sums / counts)[inverse]
+
+
+def spearman(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Spearman's rank correlation of two 1-D tensors: Pearson's r of their ranks."""
+    rx, ry = _ranks(x.flatten()), _ranks(y.flatten())
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    return float((rx @ ry) / (rx.norm() * ry.norm()))
+
+
+def pos_embed_spearman(model_or_table: torch.nn.Module | torch.Tensor,
+                       grid: tuple[int, int] | None = None) -> float:
+    """Spearman's rho between the cosine similarity of two patches' position embeddings and the
+    distance between the patches on the grid, over all pairs. -1: similarity falls with distance
+    perfectly (a table that knows the 2-D layout); 0: no relation (a random table).
+    Takes a model, or a (gh*gw, D) table and its grid."""
+    if isinstance(model_or_table, torch.Tensor):
+        pe = model_or_table.detach().float().reshape(-1, model_or_table.shape[-1])
+        if grid is None or pe.shape[0] != grid[0] * grid[1]:
+            raise ValueError(f"a ({'gh*gw'}, D) table needs its grid; got {tuple(pe.shape)} and grid {grid}")
+    else:
+        pe, grid = pos_embed_table(model_or_table), unwrap(model_or_table).config.grid_size
+    pe = torch.nn.functional.normalize(pe, dim=-1)
+    i, j = torch.triu_indices(len(pe), len(pe), offset=1)
+    return spearman((pe @ pe.T)[i, j], patch_distances(grid)[i, j])
 
 
 # ---------------------------------------------------------------------------- Fig. 7 right
@@ -216,5 +252,74 @@ def analytic_mean_distance(grid: tuple[int, int], patch_size: int | tuple[int, i
     return float(patch_distances(grid, patch_size).mean())
 
 
-__all__ = ["attention_rollout", "rollout_map", "pos_embed_similarity", "mean_attention_distance",
+__all__ = ["attention_rollout", "rollout_map", "pos_embed_table", "pos_embed_similarity",
+           "pos_embed_spearman", "spearman", "mean_attention_distance",
            "patch_distances", "patch_filter_pca", "patch_embedding_weight", "analytic_mean_distance"]
+
+
+# ---------------------------------------------------------------------------- explanations scored against the digit mask
+# ColoredMNIST knows exactly which pixels are the digit, so an explanation map (vitlib.explain)
+# can be scored, not only looked at: does its top patch touch the digit, and how much of its mass
+# lies on the digit compared with a map that spreads its mass evenly?
+
+def _masks_float(masks: torch.Tensor) -> torch.Tensor:
+    """bool digit masks (B, 1, H, W) or (B, H, W) -> float64 (B, 1, H, W) on the CPU."""
+    if not torch.is_tensor(masks) or masks.dim() not in (3, 4) or (masks.dim() == 4 and masks.shape[1] != 1):
+        shape = tuple(masks.shape) if torch.is_tensor(masks) else type(masks).__name__
+        raise ValueError(f"masks must be (B, 1, H, W) or (B, H, W), got {shape}; "
+                         f"ds.masks(idx) gives (B, 1, H, W)")
+    masks = masks if masks.dim() == 4 else masks[:, None]
+    return masks.detach().cpu().to(torch.float64)
+
+
+def patch_digit_fraction(masks: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """The share of each patch's pixels on the digit -> (B, gh, gw), in [0, 1].
+
+    masks: bool (B, 1, H, W) or (B, H, W); grid (gh, gw) must divide H x W into P x P patches."""
+    m = _masks_float(masks)
+    gh, gw = grid
+    H, W = m.shape[-2:]
+    if gh < 1 or gw < 1 or H % gh or W % gw:
+        raise ValueError(f"a {gh}x{gw} patch grid does not divide the {H}x{W} masks: use the model's "
+                         f"config.grid_size with masks at its image size")
+    return torch.nn.functional.avg_pool2d(m, (H // gh, W // gw))[:, 0]   # (B, gh, gw)
+
+
+def _check_maps(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """(B, gh, gw) patch fractions of the masks, after checking that maps and masks fit."""
+    if not torch.is_tensor(maps) or maps.dim() != 3:
+        shape = tuple(maps.shape) if torch.is_tensor(maps) else type(maps).__name__
+        raise ValueError(f"maps must be (B, gh, gw), got {shape}; for one image use map[None]")
+    if len(maps) != len(masks):
+        raise ValueError(f"maps {tuple(maps.shape)} and masks {tuple(masks.shape)} hold different "
+                         f"numbers of images; pass the masks of the explained images")
+    return patch_digit_fraction(masks, tuple(maps.shape[-2:]))
+
+
+def pointing_game(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: does the highest-scored patch of each map hold at least one digit pixel?
+
+    The pointing game of Zhang et al. (2016), on patches. Ties go to the first patch in row-major
+    order (torch.argmax), so a constant map points at the top-left patch."""
+    frac = _check_maps(maps, masks).flatten(1)                     # (B, gh*gw)
+    top = maps.detach().cpu().flatten(1).argmax(dim=1)             # (B,)
+    return frac.gather(1, top[:, None])[:, 0] > 0
+
+
+def mass_on_digit(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """(B,) float: the share of each map's mass on digit pixels, divided by the digit's share of the
+    image. 1.0 is chance (a uniform map), 1/share puts all mass on the digit, 0 none.
+
+    Negative scores are clamped to 0; each patch's score is spread evenly over its P x P pixels, so
+    a patch half on the digit puts half its score there. A map with no positive mass (all <= 0)
+    has no share to give: nan for that image, as for an image with no digit pixel."""
+    frac = _check_maps(maps, masks)                                # (B, gh, gw)
+    m = maps.detach().cpu().to(torch.float64).clamp_min(0)
+    total = m.sum(dim=(1, 2))
+    on_digit = (m * frac).sum(dim=(1, 2)) / total                  # share of the mass on the digit
+    chance = frac.mean(dim=(1, 2))                                 # the digit's share of the pixels
+    out = on_digit / chance
+    return out.masked_fill((total <= 0) | (chance <= 0), float("nan")).float()
+
+
+__all__ += ["patch_digit_fraction", "pointing_game", "mass_on_digit"]

@@ -2,9 +2,12 @@
 
 Read top to bottom: ViTConfig -> patchify/PatchEmbedding -> Attention -> MLP -> Block -> ViT,
 then the helpers the notebooks use (porting torchvision weights, resizing the position
-embedding, parameter and FLOP counts). Shapes in comments use
-    B batch, C channels, H/W image size, P patch size, N tokens (patches + 1 CLS),
-    D emb_dim, h heads, d head_dim, K = P*P*C values in one flattened patch.
+embedding, parameter and FLOP counts). Shapes in comments use the book's notation:
+    B batch, C channels, H x W image size, P patch size (P x P pixels),
+    N = HW/P^2 patches, so N+1 tokens with the CLS token, K = P*P*C values in one flattened patch,
+    D width of the residual stream (emb_dim), h heads (n_heads), d = D/h head size (head_dim),
+    L layers (n_layers), D_ff MLP hidden width (mlp_dim), n_cls classes (num_classes),
+    n_tex texture classes (num_textures).
 """
 from __future__ import annotations
 
@@ -22,8 +25,8 @@ def _pair(v: Size) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
-# What ViT.forward returns: the digit logits (B, num_classes) of a plain classifier, or, when the
-# config adds heads, {"number": (B, num_classes), "texture": (B, num_textures), "color": (B, 3)}.
+# What ViT.forward returns: the digit logits (B, n_cls) of a plain classifier, or, when the
+# config adds heads, {"number": (B, n_cls), "texture": (B, n_tex), "color": (B, 3)}.
 Output = Union[torch.Tensor, dict[str, torch.Tensor]]
 
 
@@ -63,7 +66,8 @@ class ViTConfig:
     num_textures: int = _f(0)          # >0 adds a background-texture classification head
     predict_color: bool = _f(False)    # adds a 3-output digit-colour regression head
     norm_eps: float = _f(1e-6)         # LayerNorm eps (torchvision/timm value; the original used 1e-5)
-    pos_init_std: float = _f(1.0, "runtime")  # position-embedding std at init. Patch tokens have unit
+    pos_embed: str = _f("learned")     # 'learned' table (the paper's) or fixed 2-D 'sincos' (Beyer et al. 2022)
+    pos_init_std: float = _f(1.0, "runtime")  # learned position-embedding std at init. Patch tokens have unit
                                        # scale: timm's 0.02 hides position at first and the model idles
                                        # at chance for an epoch; 1.0 learns faster
     fused_attn: bool = _f(True, "runtime")    # F.scaled_dot_product_attention; False -> readable manual path
@@ -96,6 +100,11 @@ class ViTConfig:
                 f"dividing emb_dim, or set head_dim explicitly (the original used head_dim=64)")
         if self.head_dim is not None and self.head_dim < 1:
             raise ValueError(f"head_dim must be a positive integer or None, got {self.head_dim}")
+        if self.pos_embed not in ("learned", "sincos"):
+            raise ValueError(f"unknown pos_embed {self.pos_embed!r}: use 'learned' or 'sincos'")
+        if self.pos_embed == "sincos" and self.emb_dim % 4:
+            raise ValueError(f"pos_embed 'sincos' needs emb_dim divisible by 4 (sin and cos of rows "
+                             f"and columns), got {self.emb_dim}")
         if self.pool not in ("cls", "mean"):
             raise ValueError(f"unknown pool {self.pool!r}: use 'cls' or 'mean'")
         for name in ("patch_dropout", "attn_dropout", "mlp_dropout"):
@@ -139,6 +148,13 @@ class ViTConfig:
         return cls()
 
     @classmethod
+    def fine(cls) -> "ViTConfig":
+        """The fine-grid model chapter 06 looks into (configs/fine.yaml): 4x4 patches, an 8x8 grid of
+        64 patches, so attention maps and the position table have a visible 2-D layout; a small
+        position-embedding start (0.1) so that what the table learns is not drowned by its start."""
+        return cls(patch_size=4, pos_init_std=0.1)
+
+    @classmethod
     def tiny(cls) -> "ViTConfig":
         """A seconds-to-train model for tests and quick mode."""
         return cls(image_size=16, patch_size=4, emb_dim=32, n_layers=2, n_heads=2, mlp_dim=64)
@@ -159,7 +175,7 @@ class ViTConfig:
 
 # --------------------------------------------------------------------------------------------
 def patchify(x: torch.Tensor, patch_size: Size) -> torch.Tensor:
-    """(B, C, H, W) -> (B, N, P*P*C): row-major patches, each flattened as (ph, pw, c).
+    """(B, C, H, W) -> (B, N, K), K = P*P*C: row-major patches, each flattened as (ph, pw, c).
 
     Two free views (reshape, permute) and one unavoidable copy in the final reshape. The
     (ph, pw, c) order is the original's `rearrange(x, 'b c (nh ph) (nw pw) -> b (nh nw) (ph pw c)')`;
@@ -192,8 +208,8 @@ class PatchEmbedding(nn.Module):
         self.norm_out = nn.LayerNorm(cfg.emb_dim, eps=cfg.norm_eps) if cfg.patch_norm else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = patchify(x, self.patch_size)            # (B, N-1, K)
-        return self.norm_out(self.proj(self.norm_in(x)))  # (B, N-1, D)
+        x = patchify(x, self.patch_size)            # (B, N, K)
+        return self.norm_out(self.proj(self.norm_in(x)))  # (B, N, D)
 
 
 class Attention(nn.Module):
@@ -214,22 +230,22 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, return_weights: bool = False
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        B, N, _ = x.shape
+        B, N, _ = x.shape                           # this N counts all tokens: N+1 in the ViT
         h, d = self.n_heads, self.head_dim
-        qkv = self.qkv(x).reshape(B, N, 3, h, d)    # (B, N, 3, h, d); same split as the original
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, h, N, d), views
+        qkv = self.qkv(x).reshape(B, N, 3, h, d)    # (B, N+1, 3, h, d); same split as the original
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, h, N+1, d), views
         if self.fused and not return_weights:
-            # One kernel (flash attention on CPU and GPU): never materialises (B, h, N, N).
+            # One kernel (flash attention on CPU and GPU): never materialises (B, h, N+1, N+1).
             p = self.attn_drop.p if self.training else 0.0
             out, weights = F.scaled_dot_product_attention(q, k, v, dropout_p=p), None
         else:
-            # The readable path: softmax(Q K^T / sqrt(d)) V. Scaling q (N x d) rather than the
-            # scores (N x N) is the same maths on 3x fewer numbers at N=197, d=64.
-            scores = (q * d ** -0.5) @ k.transpose(-2, -1)  # (B, h, N, N)
+            # The readable path: softmax(Q K^T / sqrt(d)) V. Scaling q ((N+1) x d) rather than the
+            # scores ((N+1) x (N+1)) is the same maths on 3x fewer numbers at N+1=197, d=64.
+            scores = (q * d ** -0.5) @ k.transpose(-2, -1)  # (B, h, N+1, N+1)
             weights = scores.softmax(dim=-1)        # each row sums to 1
-            out = self.attn_drop(weights) @ v       # (B, h, N, d)
-        out = out.transpose(1, 2).reshape(B, N, h * d)  # (B, N, h*d), heads side by side
-        return self.proj_drop(self.proj(out)), weights  # (B, N, D)
+            out = self.attn_drop(weights) @ v       # (B, h, N+1, d)
+        out = out.transpose(1, 2).reshape(B, N, h * d)  # (B, N+1, h*d), heads side by side
+        return self.proj_drop(self.proj(out)), weights  # (B, N+1, D)
 
 
 def set_fused_attention(model: nn.Module, fused: bool) -> int:
@@ -253,7 +269,7 @@ class MLP(nn.Module):
         self.drop = nn.Dropout(cfg.mlp_dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))  # (B, N, D)
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))  # (B, N+1, D_ff) -> (B, N+1, D)
 
 
 class Block(nn.Module):
@@ -269,7 +285,7 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, return_weights: bool = False
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
         a, weights = self.attn(self.norm1(x), return_weights)
-        x = x + a                                   # (B, N, D) residual stream
+        x = x + a                                   # (B, N+1, D) residual stream
         x = x + self.mlp(self.norm2(x))
         return x, weights
 
@@ -283,7 +299,10 @@ class ViT(nn.Module):
         D = cfg.emb_dim
         self.patch_embed = PatchEmbedding(cfg)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, D))                    # (1, 1, D)
-        self.pos_embed = nn.Parameter(torch.zeros(1, cfg.num_patches + 1, D))  # (1, N, D)
+        if cfg.pos_embed == "sincos":  # fixed: a buffer, saved with the weights but never trained
+            self.register_buffer("pos_embed", sincos_pos_embed(cfg.grid_size, D))  # (1, N+1, D)
+        else:
+            self.pos_embed = nn.Parameter(torch.zeros(1, cfg.num_patches + 1, D))  # (1, N+1, D)
         self.pos_drop = nn.Dropout(cfg.patch_dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = nn.LayerNorm(D, eps=cfg.norm_eps)
@@ -292,7 +311,8 @@ class ViT(nn.Module):
         self.color_head = nn.Linear(D, 3) if cfg.predict_color else None
         self.apply(self._init_weights)
         s = cfg.pos_init_std  # 0 gives the original's all-zero start
-        nn.init.trunc_normal_(self.pos_embed, std=s) if s > 0 else nn.init.zeros_(self.pos_embed)
+        if cfg.pos_embed == "learned":
+            nn.init.trunc_normal_(self.pos_embed, std=s) if s > 0 else nn.init.zeros_(self.pos_embed)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
 
     @staticmethod
@@ -328,13 +348,13 @@ class ViT(nn.Module):
     def forward(self, x: torch.Tensor, return_attention: Literal[True]) -> tuple[Output, list[torch.Tensor]]: ...
 
     def forward(self, x: torch.Tensor, return_attention: bool = False):
-        """The digit logits (B, num_classes), or a dict {'number', 'texture', 'color'} when extra
+        """The digit logits (B, n_cls), or a dict {'number', 'texture', 'color'} when extra
         heads are on (see Output; `as_heads` reads either). With return_attention=True:
-        (that output, the attention weights of every layer, n_layers x (B, h, N, N))."""
+        (that output, the attention weights of every layer, L x (B, h, N+1, N+1))."""
         self._check_input(x)
         B = x.shape[0]
-        x = self.patch_embed(x)                                   # (B, N-1, D)
-        x = torch.cat([self.cls_token.expand(B, -1, -1), x], 1)   # (B, N, D), CLS first
+        x = self.patch_embed(x)                                   # (B, N, D)
+        x = torch.cat([self.cls_token.expand(B, -1, -1), x], 1)   # (B, N+1, D), CLS first
         x = self.pos_drop(x + self.pos_embed)
         attentions = []
         for block in self.blocks:
@@ -344,9 +364,9 @@ class ViT(nn.Module):
             z = self.norm(x[:, 0])          # (B, D); LayerNorm is per token, so norming only CLS suffices
         else:
             z = self.norm(x[:, 1:]).mean(1)  # (B, D), average of the patch tokens
-        heads = {"number": self.head(z)}    # (B, num_classes)
+        heads = {"number": self.head(z)}    # (B, n_cls)
         if self.texture_head is not None:
-            heads["texture"] = self.texture_head(z)  # (B, num_textures)
+            heads["texture"] = self.texture_head(z)  # (B, n_tex)
         if self.color_head is not None:
             heads["color"] = self.color_head(z)      # (B, 3)
         out = heads["number"] if len(heads) == 1 else heads  # a plain tensor, like any classifier
@@ -401,6 +421,23 @@ class ViT(nn.Module):
         return model.to(tv.conv_proj.weight.device)
 
 
+def sincos_pos_embed(grid: tuple[int, int], D: int, temperature: float = 10000.0) -> torch.Tensor:
+    """The fixed 2-D sin-cos position table of Beyer et al. 2022 (big_vision's posemb_sincos_2d),
+    with an all-zero row for the CLS token in front -> (1, 1 + gh*gw, D).
+
+    A quarter of the D numbers are sin(x w_k), a quarter cos(x w_k), then the same of the row y, with
+    frequencies w_k = temperature^(-k/(D/4-1)): near patches get similar vectors by construction.
+    """
+    gh, gw = grid
+    y, x = torch.meshgrid(torch.arange(gh, dtype=torch.float64), torch.arange(gw, dtype=torch.float64),
+                          indexing="ij")
+    omega = 1.0 / temperature ** (torch.arange(D // 4, dtype=torch.float64) / max(1, D // 4 - 1))
+    x = x.flatten()[:, None] * omega[None]                              # (N, D/4)
+    y = y.flatten()[:, None] * omega[None]
+    table = torch.cat([x.sin(), x.cos(), y.sin(), y.cos()], dim=1)      # (N, D)
+    return torch.cat([torch.zeros(1, D, dtype=torch.float64), table])[None].float()
+
+
 def interpolate_pos_embed(model: ViT, new_image_size: Size) -> ViT:
     """Resize the learned position grid (bicubic; the CLS entry is kept) for a new image size.
 
@@ -410,18 +447,21 @@ def interpolate_pos_embed(model: ViT, new_image_size: Size) -> ViT:
     cfg = model.config
     new_cfg = replace(cfg, image_size=new_image_size)  # validates divisibility
     (gh, gw), (nh, nw), D = cfg.grid_size, new_cfg.grid_size, cfg.emb_dim
+    model.config = new_cfg
+    if cfg.pos_embed == "sincos":  # a fixed table is simply computed for the new grid
+        model.pos_embed = sincos_pos_embed((nh, nw), D).to(model.pos_embed.device)
+        return model
     pos = model.pos_embed.detach()
     cls_pos, grid = pos[:, :1], pos[:, 1:].reshape(1, gh, gw, D).permute(0, 3, 1, 2)  # (1, D, gh, gw)
     grid = F.interpolate(grid.float(), size=(nh, nw), mode="bicubic", align_corners=False)
     grid = grid.to(pos.dtype).permute(0, 2, 3, 1).reshape(1, nh * nw, D)
     model.pos_embed = nn.Parameter(torch.cat([cls_pos, grid], 1))  # (1, 1 + nh*nw, D)
-    model.config = new_cfg
     return model
 
 
 def flops_breakdown(cfg: ViTConfig) -> dict[str, int]:
     """Forward matmul FLOPs (2 x multiply-adds) for one image, per part; excludes norms/softmax."""
-    N, D, M = cfg.num_patches + 1, cfg.emb_dim, cfg.mlp_dim
+    N, D, M = cfg.num_patches + 1, cfg.emb_dim, cfg.mlp_dim  # here N counts all N+1 tokens
     A = cfg.n_heads * cfg.attn_head_dim
     ph, pw = _pair(cfg.patch_size)
     L = cfg.n_layers

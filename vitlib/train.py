@@ -114,7 +114,8 @@ class Objective:
 
 def make_optimizer(model: torch.nn.Module, tp: TrainParams) -> torch.optim.Optimizer:
     """AdamW (or the original's plain Adam) at tp.lr; the schedule sets each step's rate (lr_at).
-    No weight decay on biases, norms, the CLS token and position embeddings (as in timm/nanoGPT)."""
+    No weight decay on biases, norms, the CLS token and position embeddings (as timm does; nanoGPT
+    decays every tensor with two or more dimensions, its embeddings included)."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:

@@ -202,3 +202,32 @@ def plot_patch_filters(comps: torch.Tensor, path: str | Path | None = None,
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return _finish(fig, path)
+
+
+def plot_probes(rows: Sequence[dict], path: str | Path | None = None,
+                title: str = "What each layer knows: linear probes"):
+    """vitlib.probe.probe_layers' rows: digit accuracy, texture accuracy and colour R² of a linear
+    probe against depth (0 = the tokens entering block 1), one line per token type, chance dashed."""
+    plt = _plt()
+    panels = (("digit_acc", "digit_chance", "Digit (held-out accuracy)", "accuracy"),
+              ("texture_acc", "texture_chance", "Texture (held-out accuracy)", "accuracy"),
+              ("color_r2", "color_r2_chance", "Digit colour (held-out R²)", "R²"))
+    tokens = list(dict.fromkeys(r["token"] for r in rows))
+    depths = sorted({r["depth"] for r in rows})
+    names = {"cls": "CLS token", "mean": "mean patch token"}
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    for ax, (key, chance_key, name, ylabel) in zip(axes, panels):
+        for tok, marker in zip(tokens, "os^v"):
+            mine = sorted((r for r in rows if r["token"] == tok), key=lambda r: r["depth"])
+            ax.plot([r["depth"] for r in mine], [r[key] for r in mine], f"-{marker}", ms=4,
+                    label=names.get(tok, tok))
+        ax.axhline(rows[0][chance_key], color="gray", ls="--", lw=1, label="chance")
+        ax.set_xlabel("depth (blocks applied)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(name)
+        ax.set_xticks(depths)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _finish(fig, path)
