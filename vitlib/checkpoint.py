@@ -90,9 +90,12 @@ def config_mismatches(stored: dict, cfg: ViTConfig, weights_only: bool = True) -
     """
     kinds = ("arch",) if weights_only else ("arch", "train")
     current = vit_config_to_dict(cfg)
+    # A field added after a checkpoint was written (conv_stem, arch) has the default that reproduces
+    # the model as it was, so a missing key means that default.
+    defaults = vit_config_to_dict(ViTConfig())
     out = []
     for key in ViTConfig.fields_of_kind(*kinds):
-        a, b = _plain(stored.get(key, "<missing>")), current.get(key, "<missing>")
+        a, b = _plain(stored.get(key, defaults[key])), current.get(key, "<missing>")
         if a != b:
             out.append(f"{key}: checkpoint {a!r} vs config {b!r}")
     return out

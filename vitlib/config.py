@@ -32,7 +32,7 @@ class DatasetParams:
     seed: int = 0                      # fixes the val/test colours and textures
     val_size: int | None = None        # images held out from MNIST train (None: 5,000, or 10% offline)
     n_texture_instances: int | None = None
-    train_limit: int | None = None     # use only the first N training images
+    train_limit: int | None = None     # use only N training images (a fixed random subset)
     epoch_samples: int | None = None   # training samples per epoch: the (limited) training set is
                                        # repeated or cut to this many, so a run's length in steps is
                                        # the same on full MNIST and on the 3,600-image offline fallback
@@ -42,6 +42,8 @@ class DatasetParams:
     aug_rotate: float = 0.0            # max rotation in degrees,
     aug_scale: float = 0.0             # max relative zoom (0 everywhere: the original, no moves)
     aug_elastic: float = 0.0           # std in pixels of a smooth random warp of the digit (0: off)
+    color_label_corr: float = 0.0      # share of train/val images painted in their digit's own colour
+                                       # (0.95: the colour shortcut of chapter 07); test stays random
 
 
 @dataclass
@@ -74,6 +76,9 @@ class TrainParams:
     device: str = "auto"               # auto | cpu | cuda
     compile: bool = False              # torch.compile the training step's model (eager if it fails)
     save_rank_weights: bool = False    # DDP check: every rank writes rank{r}.pt at the end
+    init_from: str | None = None       # start from these weights (a checkpoint .pt, e.g. vitlib/
+                                       # checkpoints/fine.pt) instead of a random init: fine-tuning.
+                                       # Optimiser, schedule and epochs start fresh; --resume wins
 
 
 @dataclass

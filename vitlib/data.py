@@ -13,6 +13,7 @@ For 'val' and 'test' every per-index choice is fixed by the seed, so ds[i] == ds
 """
 from __future__ import annotations
 
+import colorsys
 import functools
 import math
 import numbers
@@ -186,6 +187,30 @@ def fixed_draws(n: int, bank: TextureBank, seed: int) -> tuple[torch.Tensor, tor
     return cls, inst, color
 
 
+# The shortcut's palette: digit k's own colour is hue k/10 at full saturation and value.
+CLASS_COLORS = torch.tensor([colorsys.hsv_to_rgb(k / 10, 1.0, 1.0) for k in range(10)])  # (10, 3) RGB
+
+
+def check_color_label_corr(p: float) -> float:
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p <= 1.0:
+        raise ValueError(f"color_label_corr={p!r} must be a number in [0, 1]: the share of images painted "
+                         f"in their digit's own colour (0: colour is random, as in the original; 0.95: "
+                         f"the shortcut of Arjovsky et al. 2019)")
+    return float(p)
+
+
+def shortcut_colors(labels: torch.Tensor, color: torch.Tensor, p: float,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+    """With probability p per image, replace its colour by its digit's CLASS_COLORS entry (jittered
+    by up to +-0.05 per channel), so colour predicts the digit; the rest keep their random colour."""
+    if p == 0.0:
+        return color
+    use = torch.rand(len(labels), generator=generator) < p                       # (B,)
+    jitter = (torch.rand(len(labels), 3, generator=generator) - 0.5) * 0.1      # (B, 3)
+    own = (CLASS_COLORS[labels] + jitter).clamp(0, 1)
+    return torch.where(use[:, None], own, color)
+
+
 @dataclass(frozen=True)
 class DigitAugment:
     """Random affine moves of the digit (train split only; the colour and texture are already
@@ -251,8 +276,12 @@ class DigitsOnTextures(Dataset):
 
     def __init__(self, split: str, image_size: int, threshold: float, digits: torch.Tensor,
                  labels: torch.Tensor, bank: TextureBank, fixed: tuple | None, source: str,
-                 augment: DigitAugment | None = None):
+                 augment: DigitAugment | None = None, color_label_corr: float = 0.0):
         self.split, self.image_size, self.threshold = split, int(image_size), float(threshold)
+        self.color_label_corr = check_color_label_corr(color_label_corr)
+        if fixed is not None and self.color_label_corr:  # val/test: the shortcut is drawn once, too
+            g = torch.Generator().manual_seed(len(labels) * 7919 + 17)
+            fixed = (*fixed[:2], shortcut_colors(labels, fixed[2], self.color_label_corr, g))
         self.digits, self.labels, self.bank, self.source = digits, labels, bank, source
         self.fixed = fixed
         self.augment = augment if split == "train" and augment and augment.active else None
@@ -288,6 +317,7 @@ class DigitsOnTextures(Dataset):
             cls = torch.randint(self.num_textures, (len(idx),), generator=generator)
             inst = self.bank.pick(cls, torch.rand(len(idx), generator=generator))
             color = torch.rand(len(idx), 3, generator=generator)
+            color = shortcut_colors(self.labels[idx], color, self.color_label_corr, generator)
         else:
             cls, inst, color = (t[idx] for t in self.fixed)
         if self.split == "train":
@@ -318,12 +348,17 @@ class ColoredMNIST(DigitsOnTextures):
     train, 5,000 images; 10% on the fallback) or 'test'. val/test draw everything from `seed` once
     and use centre crops, so their accuracy is comparable between runs.
     textures: 'procedural' (default), a folder laid out as {class}/*.png, or a TextureBank.
+    color_label_corr: the share of images painted in their digit's own colour (CLASS_COLORS), in
+    [0, 1]. 0 (default): colour is random and says nothing about the digit. 0.95 builds the
+    "Coloured MNIST" shortcut of Arjovsky et al. 2019: colour alone then predicts the digit ~95% of
+    the time, and a model may learn colour instead of shape (chapter 07).
     """
 
     def __init__(self, split: str = "train", image_size: int = 32, textures="procedural",
                  threshold: float = 50, seed: int = 0, val_size: int | None = None,
                  root: str | Path | None = None, n_texture_instances: int | None = None,
-                 augment: DigitAugment | None = None):
+                 augment: DigitAugment | None = None, color_label_corr: float = 0.0):
+        check_color_label_corr(color_label_corr)
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}. Fix: use one of {SPLITS}")
         if not isinstance(image_size, int) or image_size < 8:
@@ -343,7 +378,8 @@ class ColoredMNIST(DigitsOnTextures):
         self.mnist_indices = keep          # which images of the MNIST split this split holds
         bank = get_bank(textures, image_size, seed, n_texture_instances)
         fixed = None if split == "train" else fixed_draws(len(digits), bank, seed * 3 + SPLITS.index(split))
-        super().__init__(split, image_size, threshold, digits, labels, bank, fixed, source, augment)
+        super().__init__(split, image_size, threshold, digits, labels, bank, fixed, source, augment,
+                         color_label_corr)
 
 
 class BatchLoader:

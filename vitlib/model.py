@@ -67,6 +67,10 @@ class ViTConfig:
     predict_color: bool = _f(False)    # adds a 3-output digit-colour regression head
     norm_eps: float = _f(1e-6)         # LayerNorm eps (torchvision/timm value; the original used 1e-5)
     pos_embed: str = _f("learned")     # 'learned' table (the paper's) or fixed 2-D 'sincos' (Beyer et al. 2022)
+    conv_stem: bool = _f(False)        # patches from a stack of stride-2 3x3 convs (Xiao et al. 2021)
+                                       # instead of one linear map per patch; P must be a power of 2
+    arch: str = _f("vit")              # 'vit', or 'cnn': vitlib.cnn.ResNet, chapter 07's baseline, which
+                                       # reads only the sizes, the heads and emb_dim (its last width)
     pos_init_std: float = _f(1.0, "runtime")  # learned position-embedding std at init. Patch tokens have unit
                                        # scale: timm's 0.02 hides position at first and the model idles
                                        # at chance for an epoch; 1.0 learns faster
@@ -105,6 +109,11 @@ class ViTConfig:
         if self.pos_embed == "sincos" and self.emb_dim % 4:
             raise ValueError(f"pos_embed 'sincos' needs emb_dim divisible by 4 (sin and cos of rows "
                              f"and columns), got {self.emb_dim}")
+        if self.arch not in ("vit", "cnn"):
+            raise ValueError(f"unknown arch {self.arch!r}: use 'vit' or 'cnn' (vitlib.cnn.ResNet)")
+        if self.conv_stem and (ph != pw or ph < 2 or ph & (ph - 1)):
+            raise ValueError(f"conv_stem halves the image once per 3x3 conv, so the patch must be square "
+                             f"and a power of 2 (2, 4, 8, 16); got {ph}x{pw}. Fix: patch_size 4 or 8")
         if self.pool not in ("cls", "mean"):
             raise ValueError(f"unknown pool {self.pool!r}: use 'cls' or 'mean'")
         for name in ("patch_dropout", "attn_dropout", "mlp_dropout"):
@@ -195,6 +204,24 @@ def conv_weight_to_linear(w: torch.Tensor) -> torch.Tensor:
     return w.permute(0, 2, 3, 1).reshape(w.shape[0], -1)
 
 
+class ConvStem(nn.Module):
+    """Xiao et al. 2021, "Early convolutions help transformers see better": log2(P) stride-2 3x3
+    convs (BatchNorm, ReLU), widening towards D, then a 1x1 conv to D; one token per P x P patch."""
+
+    def __init__(self, cfg: ViTConfig):
+        super().__init__()
+        P, D, layers, c = _pair(cfg.patch_size)[0], cfg.emb_dim, [], cfg.in_channels
+        n = P.bit_length() - 1                      # stride-2 convs: 2 for P=4, 3 for P=8
+        for i in range(n):
+            w = max(D >> (n - i), 8)                # D/2^n ... D/2 channels
+            layers += [nn.Conv2d(c, w, 3, 2, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU()]
+            c = w
+        self.convs = nn.Sequential(*layers, nn.Conv2d(c, D, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.convs(x).flatten(2).transpose(1, 2)  # (B, D, gh, gw) -> (B, N, D), row-major
+
+
 class PatchEmbedding(nn.Module):
     """Cut the image into patches and project each one to D numbers (a 'visual word')."""
 
@@ -202,12 +229,17 @@ class PatchEmbedding(nn.Module):
         super().__init__()
         self.patch_size = _pair(cfg.patch_size)
         K = self.patch_size[0] * self.patch_size[1] * cfg.in_channels
-        # The original's pre/post LayerNorms speed up convergence; plain ViT is Linear only.
-        self.norm_in = nn.LayerNorm(K, eps=cfg.norm_eps) if cfg.patch_norm else nn.Identity()
-        self.proj = nn.Linear(K, cfg.emb_dim)
+        if cfg.conv_stem:  # convolutions see across patch borders; a Linear sees one patch
+            self.stem = ConvStem(cfg)
+        else:
+            # The original's pre/post LayerNorms speed up convergence; plain ViT is Linear only.
+            self.stem, self.proj = None, nn.Linear(K, cfg.emb_dim)
+            self.norm_in = nn.LayerNorm(K, eps=cfg.norm_eps) if cfg.patch_norm else nn.Identity()
         self.norm_out = nn.LayerNorm(cfg.emb_dim, eps=cfg.norm_eps) if cfg.patch_norm else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stem is not None:
+            return self.norm_out(self.stem(x))      # (B, N, D)
         x = patchify(x, self.patch_size)            # (B, N, K)
         return self.norm_out(self.proj(self.norm_in(x)))  # (B, N, D)
 

@@ -28,9 +28,11 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from vitlib.budget import Plan, TimeBudget, lr_at, replan
-from vitlib.checkpoint import restore_training, save_checkpoint, training_state, vit_config_to_dict
+from vitlib.checkpoint import (check_config, load_checkpoint, restore_training, save_checkpoint, training_state,
+                               vit_config_to_dict)
 from vitlib.config import Config, TrainParams, load_config, parse_config, run_arg_parser, run_cli
 from vitlib.data import BatchLoader, ColoredMNIST, DigitAugment
+from vitlib.cnn import build_model
 from vitlib.model import Output, ViT, as_heads, set_fused_attention
 from vitlib.paths import atomic_write
 from vitlib.runtime import Dist, compile_or_eager, num_threads, resolve_precision, seed_everything
@@ -43,14 +45,23 @@ CSV_FIELDS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "
 # ---------------------------------------------------------------------------- data
 
 class Limited(torch.utils.data.Dataset):
-    """`n` samples of a ColoredMNIST, keeping the batched fast path: the first n when the dataset
-    has at least n (train_limit), else the dataset repeated until there are n (epoch_samples).
+    """`n` samples of a ColoredMNIST, keeping the batched fast path: a fixed random subset of n
+    when the dataset has at least n (train_limit; random, not the first n, because the offline
+    fallback is sorted by digit), or the dataset repeated until there are n (epoch_samples, cycle).
     Repeats are not copies: a training sample gets a fresh colour, texture and crop at each draw."""
 
     def __init__(self, ds, n: int, cycle: bool = False):
         self.ds, self.n = ds, int(n) if cycle else min(int(n), len(ds))
-        self.labels = ds.labels[torch.arange(self.n) % len(ds)]
+        if cycle or self.n == len(ds):
+            self.index = torch.arange(len(ds))
+        else:  # the same subset in every run (seed 0), in the dataset's order
+            perm = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))
+            self.index = perm[:self.n].sort().values
+        self.labels = ds.labels[self._source(torch.arange(self.n))]
         self.distinct = min(self.n, getattr(ds, "distinct", len(ds)))  # different images in it
+
+    def _source(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.index[idx % self.n % len(self.index)]   # indices into the wrapped dataset
 
     def __len__(self) -> int:
         return self.n
@@ -59,12 +70,12 @@ class Limited(torch.utils.data.Dataset):
         idx = torch.as_tensor(indices)
         if len(idx) and (idx.min() < -self.n or idx.max() >= self.n):
             raise IndexError(f"index out of range for {self.n} samples")
-        return self.ds.get_batch(idx % self.n % len(self.ds), generator=generator, **kwargs)
+        return self.ds.get_batch(self._source(idx), generator=generator, **kwargs)
 
     def __getitem__(self, i: int):
         if not -self.n <= i < self.n:
             raise IndexError(f"index {i} out of range for {self.n} samples")
-        return self.ds[i % self.n % len(self.ds)]
+        return self.ds[int(self._source(torch.tensor(i)))]
 
     def __getattr__(self, name):  # texture_names, num_textures, source, split, ...
         if name in ("ds", "n", "distinct"):
@@ -78,7 +89,9 @@ def make_dataset(cfg: Config, split: str):
     ds = ColoredMNIST(split=split, image_size=cfg.model.image_size, textures=d.textures,
                       threshold=d.threshold, seed=d.seed, val_size=d.val_size, root=d.root_dir,
                       n_texture_instances=d.n_texture_instances,
-                      augment=DigitAugment(d.aug_shift, d.aug_rotate, d.aug_scale, d.aug_elastic))
+                      augment=DigitAugment(d.aug_shift, d.aug_rotate, d.aug_scale, d.aug_elastic),
+                      # the shortcut is in the data a model learns from; test measures what it costs
+                      color_label_corr=0.0 if split == "test" else d.color_label_corr)
     if cfg.model.num_textures and cfg.model.num_textures != ds.num_textures:
         raise ValueError(f"model_params.num_textures = {cfg.model.num_textures} but the dataset has "
                          f"{ds.num_textures} texture classes; set num_textures: {ds.num_textures}")
@@ -252,7 +265,9 @@ def build_run(cfg: Config, dist: Dist, resume: bool, out_dir) -> TrainState:
     if dist.main:
         run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(tp.seed)   # same initial weights on every rank (DDP also broadcasts rank 0's)
-    model = ViT(cfg.model).to(device)
+    model = build_model(cfg.model).to(device)
+    if tp.init_from:
+        _init_from(model, tp.init_from)
     # fp32 or bf16 autocast, and the attention path: as set, or with `bf16: auto` on a CPU the
     # fastest measured on this model (once per machine and shape; one line says what and why).
     precision = resolve_precision(tp.bf16, model, tp.batch_size, device, dist=dist)
@@ -285,6 +300,16 @@ def build_run(cfg: Config, dist: Dist, resume: bool, out_dir) -> TrainState:
                f"images ({getattr(ds, 'source', '?')}) | {dist.world} x {device.type}"
                f"{' bf16' if st.bf16 else ' fp32'} | {st.steps_per_epoch} steps/epoch | {run_dir}")
     return st
+
+
+def _init_from(model: ViT, path: str) -> None:
+    """Fine-tuning: load a checkpoint's weights into the fresh model (its config must match)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"train_params.init_from = {path!r}: no such checkpoint. Fix: give a .pt "
+                                f"file, e.g. vitlib/checkpoints/fine.pt or runs/fine/best.pt, or null")
+    ckpt = load_checkpoint(path)
+    check_config(ckpt, model.config, path)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()})
 
 
 def _resume_or_start(st: TrainState, resume: bool) -> None:
