@@ -30,7 +30,7 @@ pytest_plugins = ["book_pages_plugin"]
 REPO = Path(__file__).resolve().parent.parent
 BOOK = REPO / "book"
 CHAPTERS = ["01_dataset", "02_patch_embedding", "03_attention", "04_vit", "05_training",
-            "06_interpretation"]
+            "06_interpretation", "07_vit_vs_cnn"]
 APPENDICES = ["u1_data_pipeline", "u2_training_machinery", "u3_porting_and_resizing"]  # "Under the hood"
 
 
