@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from vitlib import explain, interpret, probe
+from vitlib import explain, interpret, probe, viz
 from vitlib.config import parse_config
 from vitlib.hub import load_pretrained
 from vitlib.train import make_dataset
@@ -46,7 +46,10 @@ def main() -> None:
         table = interpret.pos_embed_table(m)
         pos.append({"model": name, "pos_embed": m.config.pos_embed, "test_acc": i["metrics"]["test"]["test_acc"],
                     "epochs": i["epoch"], "spearman": round(interpret.pos_embed_spearman(m), 4),
-                    "spearman_centred": round(interpret.pos_embed_spearman(table - table.mean(0), m.config.grid_size), 4)})
+                    "spearman_centred": round(interpret.pos_embed_spearman(table - table.mean(0), m.config.grid_size), 4),
+                    # the inner 6x6 patches: the outer ring is texture in nearly every image
+                    "spearman_inner": round(interpret.pos_embed_spearman(
+                        table.reshape(8, 8, -1)[1:-1, 1:-1].reshape(36, -1), (6, 6)), 4)})
         print(pos[-1])
     write_csv(pos, out / "position_tables.csv")
     grid = model.config.grid_size
@@ -63,6 +66,8 @@ def main() -> None:
     for r in probe_rows:
         print({k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()})
     write_csv(probe_rows, out / "probes.csv")
+    viz.plot_probes(probe_rows, out / "probes.png", title=f"Linear probes of the fine model ({a.probe_n:,} test images)")
+    print(f"wrote {out / 'probes.png'}")
 
 
 if __name__ == "__main__":
