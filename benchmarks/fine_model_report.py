@@ -43,13 +43,13 @@ def main() -> None:
     pos = []
     for name in ("fine", "fine_sincos"):
         m, i = load_pretrained(name)
-        table = interpret.pos_embed_table(m)
+        table, (gh, gw) = interpret.pos_embed_table(m), m.config.grid_size
         pos.append({"model": name, "pos_embed": m.config.pos_embed, "test_acc": i["metrics"]["test"]["test_acc"],
                     "epochs": i["epoch"], "spearman": round(interpret.pos_embed_spearman(m), 4),
                     "spearman_centred": round(interpret.pos_embed_spearman(table - table.mean(0), m.config.grid_size), 4),
                     # the inner 6x6 patches: the outer ring is texture in nearly every image
                     "spearman_inner": round(interpret.pos_embed_spearman(
-                        table.reshape(8, 8, -1)[1:-1, 1:-1].reshape(36, -1), (6, 6)), 4)})
+                        table.reshape(gh, gw, -1)[1:-1, 1:-1].reshape((gh - 2) * (gw - 2), -1), (gh - 2, gw - 2)), 4)})
         print(pos[-1])
     write_csv(pos, out / "position_tables.csv")
     grid = model.config.grid_size

@@ -17,12 +17,11 @@ none, the offline fallback (quickpoint records which source it ran on).
 from __future__ import annotations
 
 import argparse
-import os
 import csv
+import os
 import sys
 import tempfile
 from pathlib import Path
-
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -32,7 +31,10 @@ from vitlib.compare import (ABLATIONS, ARCHS, SIZES, STEPS, colour_conflict, dat
 from vitlib.config import parse_config  # noqa: E402
 from vitlib.train import make_dataset  # noqa: E402
 
+# $VITLIB_CH07_OUT redirects the CSVs (a smoke run with --steps 10 must not touch the shipped ones)
 OUT = Path(os.environ.get("VITLIB_CH07_OUT", ROOT / "benchmarks" / "vit_vs_cnn"))
+
+
 def done(path: Path, keys: list[str]) -> set[tuple]:
     if not path.is_file():
         return set()

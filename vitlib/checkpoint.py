@@ -124,13 +124,18 @@ def model_from_checkpoint(ckpt: dict, cfg: ViTConfig | None = None, path: str | 
     else:
         cfg = ViTConfig.from_dict(ckpt["vit_config"])
     model = ViT(cfg)
+    load_weights(model, ckpt, path)
+    return model.to(map_location).eval()
+
+
+def load_weights(model: torch.nn.Module, ckpt: dict, path: str | Path = "checkpoint") -> None:
+    """Load a checkpoint's weights (stored in any float dtype) into a model built for them."""
     state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
         raise CheckpointError(f"{path} does not fit vitlib's ViT ({str(e).splitlines()[0]}). "
                               f"It was probably written by another vitlib version; retrain it.") from None
-    return model.to(map_location).eval()
 
 
 # ---------------------------------------------------------------------------- RNG states

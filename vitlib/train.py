@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from vitlib.budget import Plan, TimeBudget, lr_at, replan
-from vitlib.checkpoint import (check_config, load_checkpoint, restore_training, save_checkpoint, training_state,
+from vitlib.checkpoint import (check_config, load_checkpoint, load_weights, restore_training, save_checkpoint, training_state,
                                vit_config_to_dict)
 from vitlib.config import Config, TrainParams, load_config, parse_config, run_arg_parser, run_cli
 from vitlib.data import BatchLoader, ColoredMNIST, DigitAugment
@@ -309,7 +309,7 @@ def _init_from(model: ViT, path: str) -> None:
                                 f"file, e.g. vitlib/checkpoints/fine.pt or runs/fine/best.pt, or null")
     ckpt = load_checkpoint(path)
     check_config(ckpt, model.config, path)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["model"].items()})
+    load_weights(model, ckpt, path)
 
 
 def _resume_or_start(st: TrainState, resume: bool) -> None:
